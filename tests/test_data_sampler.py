@@ -102,9 +102,18 @@ def test_validation_batches_cover_every_window_once():
     assert ys.tolist() == list(range(1, 101))
     xs = torch.cat([x.flatten() for x, _ in batches])
     assert xs.tolist() == list(range(100))
-    assert len(list(validation_batches(tokens, 4, 10, max_batches=2))) == 2
+    assert len(list(validation_batches(tokens, 4, 10, max_batches=3))) == 3  # 3 covers all 10
+
+
+def test_validation_subset_is_spread_over_the_split():
+    tokens = np.arange(103, dtype=np.uint16)
+    subset = list(validation_batches(tokens, batch_size=4, seq_len=10, max_batches=2))
+    assert [x.shape[0] for x, _ in subset] == [4, 4]
+    starts = torch.cat([x[:, 0] for x, _ in subset]).tolist()
+    # 8 of the 10 windows, floor(i * 10 / 8): from the first window to the last, none twice.
+    assert starts == [0, 10, 20, 30, 50, 60, 70, 80]
     again = list(validation_batches(tokens, 4, 10, max_batches=2))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[:2], again, strict=True))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(subset, again, strict=True))
     with pytest.raises(
         CooldownError, match=r"validation split has 10 tokens, fewer than seq_len \+ 1"
     ):

@@ -166,7 +166,8 @@ def accumulation_steps(tc, world_size: int) -> int:
 def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
     ctx.on_main(lambda: prepare_run_dir(cfg, run_dir))
     tc = cfg.train
-    data = ctx.main_first(lambda: ensure_prepared(cfg.data, progress=ctx.is_main))
+    # train.progress = false (studies, reproduce's workers) also quiets the data's status lines.
+    data = ctx.main_first(lambda: ensure_prepared(cfg.data, progress=ctx.is_main and tc.progress))
     model_cfg = cfg.model.with_vocab(cfg.model.vocab_size or data.vocab_size)
     if model_cfg.vocab_size < data.vocab_size:
         raise CooldownError(

@@ -117,6 +117,12 @@ def validation_batches(
     next), so every token after the first is predicted exactly once. A full pass (max_batches None)
     ends with a smaller batch if the windows do not fill the last one; the tail shorter than a
     window is left out.
+
+    With `max_batches` smaller than a full pass, the max_batches x batch_size windows are spread
+    evenly over the whole split (window floor(i * n / m) for i < m), not taken from its start: the
+    validation documents are in corpus order, so the first windows would be a few documents and
+    the periodic evaluation a biased, noisy sample of the split (on the embedded default, the first
+    8 batches read 0.2 nats/token above the full pass).
     """
     _check_positive(batch_size=batch_size, seq_len=seq_len)
     if max_batches is not None:
@@ -131,12 +137,12 @@ def validation_batches(
 
 
 def _validation_batches(tokens, batch_size, seq_len, n_windows, max_batches):
-    n_batches = -(-n_windows // batch_size)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
-    for b in range(n_batches):
-        k = np.arange(b * batch_size, min((b + 1) * batch_size, n_windows), dtype=np.int64)
-        yield _windows(tokens, k * seq_len, seq_len + 1)
+    chosen = np.arange(n_windows, dtype=np.int64)
+    if max_batches is not None and max_batches * batch_size < n_windows:
+        m = max_batches * batch_size
+        chosen = np.arange(m, dtype=np.int64) * n_windows // m
+    for b in range(0, chosen.size, batch_size):
+        yield _windows(tokens, chosen[b : b + batch_size] * seq_len, seq_len + 1)
 
 
 def unigram_entropy(tokens: np.ndarray, chunk: int = 1 << 24) -> float:
