@@ -80,7 +80,9 @@ def test_predict_command_on_logs_prints_writes_and_plots(logs, tmp_path, capsys)
         ]
     )
     text = capsys.readouterr().out
-    assert text.startswith("Multi-Power Law (Luo et al. 2025) fitted on 2 curve(s), 58 points: ")
+    # Steps 20..300 of the constant log; of the noiseless cooldown, only its points after the
+    # cooldown starts (before it, they repeat the constant log's and count once).
+    assert text.startswith("Multi-Power Law (Luo et al. 2025) fitted on 2 curve(s), 37 points: ")
     assert "predicted final loss (nats/token; 95% bootstrap interval, 5 replicates):" in text
     line = next(s for s in text.splitlines() if s.strip().startswith("WSD 1-sqrt, 20% cooldown"))
     assert "step     300" in line and "peak LR 0.003" in line

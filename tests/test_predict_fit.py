@@ -165,6 +165,35 @@ def test_search_with_intervals_and_bad_budget(mpl_fit):
         search_cooldown(mpl_fit, 1)
 
 
+def test_search_leaves_out_cooldowns_that_would_start_in_the_warmup(mpl_fit):
+    ranked = search_cooldown(mpl_fit, 100, warmup_steps=30, fractions=(0.2, 0.7, 0.9))
+    assert {c.cooldown_steps for c in ranked} == {20, 70}
+    with pytest.raises(CooldownError, match=r"^fractions: every cooldown length would start"):
+        search_cooldown(mpl_fit, 100, warmup_steps=30, fractions=(0.8, 0.9))
+
+
+def test_a_branch_stitched_to_its_parent_counts_the_shared_points_once():
+    constant = _curve("mpl", MPL, "constant", noise=1e-3, seed=3)
+    wsd = _curve("mpl", MPL, "wsd:shape=linear,cooldown_frac=0.3", noise=1e-3, seed=4)
+    # The branch as read_run_curve gives it: the parent's observations up to the branch step.
+    shared = wsd.steps <= 280
+    stitched = LossCurve(
+        "branch",
+        wsd.lrs,
+        wsd.steps,
+        np.where(shared, constant.losses, wsd.losses),
+        schedule=wsd.schedule,
+    )
+    own = LossCurve("own", wsd.lrs, wsd.steps[~shared], wsd.losses[~shared])
+    fit = fit_law([constant, stitched], "mpl", n_bootstrap=0)
+    assert fit.n_points == 38 + 12  # steps 30..400 of the constant run, 290..400 of the branch
+    alone = fit_law([constant, own], "mpl", n_bootstrap=0)
+    assert fit.params == pytest.approx(alone.params, rel=1e-6)
+    # Equal losses on a different LR path are two observations, not a repeat.
+    twin = LossCurve("twin", wsd.lrs * 1.01, wsd.steps, stitched.losses)
+    assert fit_law([constant, twin], "mpl", n_bootstrap=0).n_points == 76
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
@@ -177,15 +206,17 @@ def test_too_short_names_the_points_needed():
         fit_law(curves, "mpl")
     assert str(info.value) == (
         "curves too short to fit: the mpl law (7 parameters) needs at least 14 observed points "
-        "after the warmup, got 8 (constant: 4, wsd:cooldown_frac=0.5: 4); log the loss more "
+        "after the warmup, got 6 (constant: 4, wsd:cooldown_frac=0.5: 2); log the loss more "
         "often or train longer"
-    )
+    )  # the cooldown's points at steps 100 and 200 repeat the constant run's: counted once
 
 
 def test_fit_from_step_leaves_early_points_out():
     curves = [_curve("tissue", TISSUE, s) for s in ("constant", "wsd:cooldown_frac=0.2")]
     fit = fit_law(curves, "tissue", n_bootstrap=0, fit_from_step=200)
-    assert fit.n_points == 2 * 21  # steps 200, 210, ..., 400 of each curve
+    # Steps 200, 210, ..., 400 of the constant run; of the noiseless cooldown, whose points up to
+    # its start (step 320) repeat the constant run's, steps 330..400.
+    assert fit.n_points == 21 + 8
     assert fit.params["C"] == pytest.approx(TISSUE["C"], rel=1e-4)
     with pytest.raises(CooldownError, match=r"points after the warmup and from step 390, got 4 "):
         fit_law(curves, "tissue", fit_from_step=390)

@@ -249,6 +249,32 @@ def _fit_points(curve: LossCurve, fit_from_step: int) -> tuple[np.ndarray, np.nd
     return curve.steps[keep], curve.losses[keep]
 
 
+def _shared_prefix(curve: LossCurve, earlier: LossCurve) -> int:
+    """The last update up to which `curve` and `earlier` followed the same LRs (0: none)."""
+    n = min(curve.lrs.size, earlier.lrs.size)
+    differ = np.flatnonzero(curve.lrs[:n] != earlier.lrs[:n])
+    return int(differ[0]) if differ.size else n
+
+
+def _without_repeats(
+    curves: Sequence[LossCurve], points: list[tuple[np.ndarray, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each observation once. A branch read with its parent's points up to the branch step (as
+    `read_run_curve` stitches it) repeats the parent's observations there; fitted on both, the
+    shared prefix would weigh two or three times as much as the cooldowns the fit is about. A
+    point is a repeat when an earlier curve followed the same LRs up to it and logged the same
+    loss at the same step."""
+    out = []
+    for i, (curve, (steps, losses)) in enumerate(zip(curves, points, strict=True)):
+        keep = np.ones(steps.size, dtype=bool)
+        for earlier in curves[:i]:
+            shared = steps <= _shared_prefix(curve, earlier)
+            seen = dict(zip(earlier.steps.tolist(), earlier.losses.tolist(), strict=True))
+            keep &= ~(shared & np.array([seen.get(int(t)) == y for t, y in zip(steps, losses)]))
+        out.append((steps[keep], losses[keep]))
+    return out
+
+
 def _check_fittable(
     law: Law, curves: Sequence[LossCurve], fit_from_step: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -259,7 +285,7 @@ def _check_fittable(
         dup = sorted({n for n in names if names.count(n) > 1})
         raise CooldownError(f"curves: the same curve is given twice ({', '.join(dup)})")
     check_same_setup(curves)
-    points = [_fit_points(c, fit_from_step) for c in curves]
+    points = _without_repeats(curves, [_fit_points(c, fit_from_step) for c in curves])
     counts = [s.size for s, _ in points]
     need = min_points(law)
     if sum(counts) < need:

@@ -2,9 +2,10 @@
 
 The candidates are WSD schedules of `total_steps` updates whose cooldown ends at the last update
 (as in the paper): a grid of cooldown lengths (fractions of the run, so the start is
-total_steps - length) times decay shapes. Each is scored by its predicted final loss; the result is
-the whole ranked table, so a close second is visible. Checking the winner means running it: that is
-the reproduce study's job, not this function's.
+total_steps - length; lengths that would start inside the warmup are left out) times decay
+shapes. Each is scored by its predicted final loss; the result is the whole ranked table, so a
+close second is visible. Checking the winner means running it:
+`cooldown reproduce` does (experiment (h)).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def search_cooldown(
     final_step = np.array([total_steps])
     candidates = []
     seen = set()
+    # A cooldown cannot start inside the warmup: longer ones are not candidates.
+    fractions = [f for f in fractions if total_steps - round(f * total_steps) >= warmup]
+    if not fractions:
+        raise CooldownError(
+            f"fractions: every cooldown length would start inside the {warmup}-step warmup of a "
+            f"{total_steps}-step run"
+        )
     for shape in shapes:
         for frac in fractions:
             schedule = parse_schedule_spec(
