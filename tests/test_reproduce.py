@@ -24,8 +24,11 @@ CLAIM_IDS = [
     "e_cooldown_matches_sf",
     "f_interpolation_smooth",
     "g_scaling_cheaper",
-    "h_prediction_cooldown",
-    "h_prediction_cosine",
+    "g_predicted_points",
+    "h_prediction_one_branch",
+    "h_prediction",
+    "h_prediction_other_lr",
+    "h_search",
 ]
 
 
@@ -43,10 +46,11 @@ def test_smoke_writes_claims_results_and_report(smoke):
     assert {c["verdict"] for c in claims["claims"]} <= {HELD, NOT_HELD, INCONCLUSIVE}
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {r["experiment"] for r in rows} == set("abcdefgh")
-    # (a): 3 budgets x 2 seeds x (cosine, cooldown); (g): 4 sizes x 3 budgets x 2 methods.
+    # (a): 3 budgets x 2 seeds x (cosine, cooldown); (g): 4 sizes x 3 budgets x 3 methods.
     assert sum(r["experiment"] == "a" for r in rows) == 12
     g = [r for r in rows if r["experiment"] == "g"]
-    assert len(g) == 24 and {r["flop_convention"] for r in g} == {"chinchilla"}
+    assert len(g) == 36 and {r["flop_convention"] for r in g} == {"chinchilla"}
+    assert sum(r["run"].endswith("(predicted)") for r in g) == 8
     assert all(math.isfinite(float(r["final_val_loss"])) for r in rows)
     html = (out / "report.html").read_text()
     assert html.count('<tr class="claim ') == len(CLAIM_IDS)
@@ -68,6 +72,40 @@ def test_smoke_numbers_are_measured_not_invented(smoke):
     assert res["a"]["noise"] == pytest.approx(
         max(max(a[k]) - min(a[k]) for k in ("cosine", "cooldown"))
     )
+
+
+def test_smoke_predicted_points_and_searched_cooldown(smoke):
+    result, _ = smoke
+    res = json.loads((result.out / "results.json").read_text())
+    g, gp = res["g"], res["g_predicted"]
+    measured = {(x["size"], x["steps"]): x for x in g["points"] if x["method"] == "cooldown"}
+    # cooldown-predicted runs each size's trunk and its largest branch only: F3 per size.
+    largest = [measured[(s.name, s.budgets[-1])] for s in SMOKE.scaling]
+    assert gp["compute"] == pytest.approx(sum(x["compute_flops"] for x in largest))
+    assert g["compute_by_method"]["cooldown-predicted"] < g["compute_by_method"]["cooldown"]
+    for x in gp["points"]:
+        truth = measured[(x["size"], x["steps"])]
+        if x["predicted"]:
+            assert x["loss"] != truth["loss"]  # a prediction, not the run's number
+            assert abs(x["loss"] - truth["loss"]) / truth["loss"] < 0.1
+        else:
+            assert x["loss"] == truth["loss"] and x["steps"] == SMOKE.scaling[0].budgets[-1]
+    assert sorted(gp["errors"]) == sorted(
+        (x["loss"] - measured[(x["size"], x["steps"])]["loss"])
+        / measured[(x["size"], x["steps"])]["loss"]
+        for x in gp["points"]
+        if x["predicted"]
+    )
+    # (h): the target's errors leave out the runs at twice the fitted LR, and the searched
+    # cooldown was run: its measured loss is the last val_loss its run logged.
+    h = res["h"]
+    kept = [abs(r["relative_error"]) for r in h["rows"] if r["kind"] != "cosine at 2x LR"]
+    assert h["mare"] == pytest.approx(sum(kept) / len(kept)) and h["worst"] == max(kept)
+    assert len(h["fit_on"]) == 3 and len(h["one_branch"]["fit_on"]) == 2
+    search = h["search"]
+    logged = (result.out / "runs" / search["run"] / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(logged[-1])["val_loss"] == search["measured"]
+    assert search["predicted"] == search["top"][0]["predicted"]
 
 
 def test_rerun_is_a_no_op_with_the_same_claims(smoke, tmp_path_factory, data_cache):

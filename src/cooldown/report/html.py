@@ -222,9 +222,12 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     sections.append(_section("compute", "Compute by method", _img(fig, "compute")))
 
     h = res["h"]
+    one = h["one_branch"]
     body = _p(
         f"Multi-Power law fitted on: {', '.join(h['fit_on'])}. Losses are the logged val_loss "
-        f"({p.eval_batches} validation batches) at each run's last step."
+        f"({p.eval_batches} validation batches spread over the split) at each run's last step. "
+        f"Fitted on {', '.join(one['fit_on'])} only, the same law's errors at the fitted LR are "
+        f"mean {100 * one['mare']:.2f}%, worst {100 * one['worst']:.2f}%."
     )
     if evaluation is not None:
         from cooldown.report.prediction_plot import plot_predictions
@@ -245,6 +248,23 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             f"<tr><td>{html.escape(r['run'])}</td><td>{r['measured']:.4f}</td>"
             f"<td>{r['predicted']:.4f}</td><td>{100 * r['relative_error']:+.2f}%</td></tr>"
             for r in h["rows"]
+        )
+        + "</table>"
+    )
+    w = h["search"]
+    body += _p(
+        f"Schedule search: the law's best cooldowns for {p.budgets[-1]} steps at the constant "
+        f"LR (predicted final val_loss, nats/token). The winner was run: measured "
+        f"{w['measured']:.4f} vs predicted {w['predicted']:.4f} "
+        f"({100 * w['relative_error']:+.2f}%); the default {html.escape(w['default'])} measured "
+        f"{w['default_measured']:.4f}."
+    ) + (
+        "<table><tr><th>shape</th><th>cooldown</th><th>from step</th><th>predicted</th></tr>"
+        + "".join(
+            f"<tr><td>{html.escape(c['shape'])}</td><td>{c['cooldown_frac']:.0%} "
+            f"({c['cooldown_steps']} steps)</td><td>{c['cooldown_start']}</td>"
+            f"<td>{c['predicted']:.4f}</td></tr>"
+            for c in w["top"]
         )
         + "</table>"
     )

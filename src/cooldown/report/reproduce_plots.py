@@ -83,7 +83,7 @@ def plot_compute_by_method(compute: Mapping[str, float], convention: str, out: s
     fig = new_figure(width=6.0, height=4.5)
     ax = fig.add_subplot()
     names = list(compute)
-    ax.bar(names, [compute[n] for n in names], color=["C0", "C1"][: len(names)])
+    ax.bar(names, [compute[n] for n in names], color=[f"C{i}" for i in range(len(names))])
     for i, n in enumerate(names):
         ax.text(i, compute[n], f"{compute[n]:.3g}", ha="center", va="bottom")
     ax.set_ylabel(f"training compute of the sweep (FLOPs, {convention} convention)")

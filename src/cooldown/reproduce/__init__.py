@@ -51,8 +51,11 @@ def plan_compute(p: Preset) -> dict:
         cfg = RunConfig.model_validate(t.config)
         model = cfg.model.with_vocab(vocab)
         flops = training_flops(model, p.seq_len, t.steps * cfg.train.tokens_per_step, "chinchilla")
-        key = "g" if t.key.startswith("g/") else ("e" if t.key.startswith("e/") else "a-f")
+        key = next((x for x in ("e", "g", "h") if t.key.startswith(f"{x}/")), "a-f")
         by_exp[key] = by_exp.get(key, 0.0) + flops
+        if t.key == f"a/constant-{p.budgets[-1]}-seed{p.seeds[0]}":
+            # (h) also runs the searched cooldown: one more run of the largest budget.
+            by_exp["h"] = by_exp.get("h", 0.0) + flops
     total = sum(by_exp.values())
     return {
         "flop_convention": "chinchilla",
@@ -91,8 +94,8 @@ def reproduce(
     log(f"cooldown reproduce --preset {p.name} -> {out}")
     log(
         f"  planned compute: {format_flops(plan['total_flops'], 'chinchilla')} "
-        f"(a-f {plan['by_experiment'].get('a-f', 0):.3g}, e {plan['by_experiment'].get('e', 0):.3g},"
-        f" g {plan['by_experiment'].get('g', 0):.3g} FLOPs, chinchilla convention)"
+        f"({', '.join(f'{k} {v:.3g}' for k, v in plan['by_experiment'].items())} FLOPs, "
+        "chinchilla convention)"
     )
     if p.name == "paper":
         log(
@@ -115,22 +118,38 @@ def reproduce(
             report = _write_outputs(p, out, res, None, log)
             return _finish(out, res["claims"], report, t0, log)
 
-    from cooldown.reproduce.analyses import interpolation, prediction, scaling_fits
+    from cooldown.reproduce.analyses import (
+        check_winner,
+        interpolation,
+        predicted_scaling,
+        prediction,
+        scaling_fits,
+        search_winner,
+        winner_key,
+    )
     from cooldown.reproduce.claims import check_claims
     from cooldown.reproduce.experiments import collect, plan_tasks
-    from cooldown.reproduce.plan import run_tasks
+    from cooldown.reproduce.plan import Task, run_tasks
 
     runs = out / "runs"
     _prepare_data(p)
     tasks = plan_tasks(p, runs)
-    log(f"  experiments (a)-(g): {len(tasks)} runs")
+    log(f"  experiments (a)-(h): {len(tasks)} runs")
     run_tasks(tasks, runs, p.workers, log)
     log("  collecting results; (f) interpolation, (g) Chinchilla fits, (h) loss prediction")
     res = collect(p, runs)
     res["f"] = interpolation(p, runs, out / "interpolation")
-    res["g_fits"] = scaling_fits(p, res["g"])
+    g = res["g"]
+    res["g_predicted"] = predicted_scaling(p, runs, g)
+    g["compute_by_method"]["cooldown-predicted"] = res["g_predicted"]["compute"]
+    res["g_fits"] = scaling_fits(p, g["points"] + res["g_predicted"]["points"])
     h = prediction(p, runs)
     evaluation = h.pop("_evaluation")
+    top, winner_config = search_winner(p, evaluation.fit)
+    log(f"  (h) the law's best cooldown for {p.budgets[-1]} steps: {winner_key(top)}; running it")
+    winner = Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])
+    run_tasks([winner], runs, p.workers, log)
+    h["search"] = check_winner(p, runs, top, h)
     res["h"] = h
     res["claims"] = check_claims(res)
     res["preset"] = p.name
@@ -194,11 +213,12 @@ def results_csv(res: dict) -> str:
         w.writerow(["e", f"schedule-free-{k}", a["seeds"][0], "", "", "", "", "", v])
     for al, v in zip(res["f"]["alphas"], res["f"]["val_loss"], strict=True):
         w.writerow(["f", f"alpha-{al:.3f}", a["seeds"][0], "", "", "", "", "", v])
-    for x in res["g"]["points"]:
+    for x in res["g"]["points"] + res["g_predicted"]["points"]:
         w.writerow(
             [
                 "g",
-                f"{x['method']}-{x['size']}-{x['steps']}",
+                f"{x['method']}-{x['size']}-{x['steps']}"
+                + (" (predicted)" * x.get("predicted", 0)),
                 0,
                 x["params"],
                 x["steps"],
@@ -213,6 +233,10 @@ def results_csv(res: dict) -> str:
         w.writerow(
             ["h", f"predicted {r['run']}", 0, "", r["final_step"], "", "", "", r["predicted"]]
         )
+    w_ = res["h"]["search"]
+    last = res["a"]["budgets"][-1]["steps"]
+    for what in ("measured", "predicted"):
+        w.writerow(["h", f"{what} {w_['run']}", 0, "", last, "", "", "", w_[what]])
     return buf.getvalue()
 
 

@@ -67,6 +67,12 @@ def plan_tasks(p: Preset, runs_root: Path) -> list[Task]:
         tasks.append(const)
         add_branches(const, points, "a-c")
 
+    # (h): cosine runs at the constant run's peak LR, the LR a law fitted on that run knows
+    # (the (a) cosine runs use twice it, which the laws have no term for).
+    for b in p.budgets:
+        cfg = cosine_config(p, b, lr=p.lr_constant, seed=p.seeds[0])
+        tasks.append(Task(f"h/cosine-{b}", "h", cfg, steps=b))
+
     for b1, b2 in p.sf_betas:
         cfg = constant_config(p, big, lr=p.lr_cosine, branch_at=[], seed=p.seeds[0])
         cfg["optim"].update(name="schedule-free", betas=[b1, b2])
@@ -74,10 +80,13 @@ def plan_tasks(p: Preset, runs_root: Path) -> list[Task]:
 
     for size in p.scaling:
         model = size.model
-        batch = {"batch_size": size.batch_size} if size.batch_size else {}
+        train = {"batch_size": size.batch_size} if size.batch_size else {}
+        if p.scaling_eval_interval:
+            interval = p.scaling_eval_interval
+            train.update(eval_interval=interval, log_interval=interval)
         for b in size.budgets:
             cfg = cosine_config(p, b, lr=size.lr or p.scaling_lr, model=model)
-            cfg["train"].update(batch)
+            cfg["train"].update(train)
             tasks.append(Task(f"g/{size.name}/cosine-{b}", "g", cfg, steps=b))
         points = [(_cool_start(b, p.cooldown_frac), b) for b in size.budgets]
         const = Task(
@@ -92,7 +101,7 @@ def plan_tasks(p: Preset, runs_root: Path) -> list[Task]:
             ),
             steps=points[-1][0],
         )
-        const.config["train"].update(batch)
+        const.config["train"].update(train)
         tasks.append(const)
         add_branches(const, [(s, b - s, p.scaling_shape) for s, b in points], "g")
     return tasks

@@ -128,8 +128,8 @@ def _train(config: dict, run_dir: str) -> float | None:
     from cooldown.config import RunConfig
     from cooldown.train import train
 
-    # The trainer's own status lines ("data already prepared ...") would bury the progress lines
-    # of the reproduction; warnings go to stderr and still show.
+    # The trainer's own status lines would bury the progress lines of the reproduction; warnings
+    # go to stderr and still show.
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         return train(RunConfig.model_validate(config), run_dir).final_val_loss
 

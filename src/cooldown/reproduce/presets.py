@@ -50,6 +50,9 @@ class Preset:
     scaling: tuple[ScalingSize, ...] = ()
     scaling_lr: float = 1e-2
     scaling_shape: str = "linear"  # the paper's sweep used linear 20% cooldowns
+    # Evaluation interval of the (g) runs: dense enough that a loss-curve law can be fitted on a
+    # trunk plus one branch (the `cooldown-predicted` points); None: eval_interval.
+    scaling_eval_interval: int | None = None
     fit_bootstrap: int = 20
     predict_bootstrap: int = 10
     workers: int = 2
@@ -93,6 +96,7 @@ SMOKE = Preset(
     ),
     fit_bootstrap=0,
     predict_bootstrap=0,
+    scaling_eval_interval=4,
 )
 
 CPU = Preset(
@@ -118,6 +122,7 @@ CPU = Preset(
         ScalingSize("4x48", {**_shape(4, 48, 3), "max_seq_len": 64}, (250, 500, 750), lr=3e-3),
         ScalingSize("4x64", {**_shape(4, 64, 4), "max_seq_len": 64}, (250, 500, 750), lr=3e-3),
     ),
+    scaling_eval_interval=25,
 )
 
 
