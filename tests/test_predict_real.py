@@ -176,6 +176,31 @@ def test_search_on_the_real_fit(runs):
     assert ranked[0].final_loss < read_run_curve(runs / "constant").final_loss
 
 
+def test_search_command_runs_the_best_cooldown(runs, tmp_path, capsys):
+    best = tmp_path / "best"
+    args = ["predict", *(str(runs / n) for n in FIT_ON), "--search", "--bootstrap", "0"]
+    main([*args, "--run-best", str(best)])
+    text = capsys.readouterr().out
+    assert "best WSD cooldowns of a 900-step run by predicted final val_loss" in text
+    assert "ran the best schedule in" in text
+    # The winner was trained from scratch with the constant run's settings and its measured
+    # final loss lands where the law said (measured: 1-sqrt over the last 20%, -0.05%).
+    from cooldown.configio import read_toml as read
+
+    config = read(best / "config.toml")
+    assert config["schedule"]["kind"] == "wsd" and "parent" not in config
+    assert config["optim"]["lr"] == pytest.approx(5e-3)
+    measured = read_run_curve(best).final_loss
+    predicted = float(text.split("predicted ")[-1].split()[0])
+    assert abs(predicted - measured) / measured <= TARGET_WORST
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args[:4], "--run-best", str(tmp_path / "no")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --run-best: needs --search (it trains the best searched cooldown)\n"
+    )
+
+
 def test_runs_of_different_models_are_refused(runs, tmp_path, capsys):
     other = tmp_path / "wider"
     shutil.copytree(runs / "1sqrt-20", other, ignore=shutil.ignore_patterns("checkpoints"))

@@ -509,6 +509,21 @@ def predict_cmd(
             "--fit-from", min=0, help="Fit only points at or after this step (and after warmup)."
         ),
     ] = 0,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="Rank WSD cooldowns (length 5%..95% x shape) of a --steps run by predicted loss.",
+        ),
+    ] = False,
+    run_best: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--run-best",
+            help="With --search: train the best cooldown into this run folder (the first run's "
+            "settings) and compare its measured final loss with the prediction.",
+        ),
+    ] = None,
     out: Annotated[
         Optional[Path],
         typer.Option("--out", help="Folder for predictions.json, predicted_curves.csv, .png."),
@@ -517,6 +532,8 @@ def predict_cmd(
     """Predict the loss of schedules you did not run from a law fitted on runs you did."""
     from cooldown.predict import parse_columns, predict_schedules
 
+    if run_best is not None and not search:
+        raise CooldownError("--run-best: needs --search (it trains the best searched cooldown)")
     report = predict_schedules(
         runs,
         schedule or [],
@@ -530,9 +547,15 @@ def predict_cmd(
         n_bootstrap=bootstrap,
         seed=seed,
         fit_from_step=fit_from,
+        search=search,
         out=out,
     )
     print(report.text())
+    if run_best is not None:
+        from cooldown.predict.check import run_candidate
+
+        check = run_candidate(report.search[0], runs[0], run_best, peak_lr=peak_lr, loss=loss)
+        print(check.text())
 
 
 # --- export and eval ------------------------------------------------------------------------------

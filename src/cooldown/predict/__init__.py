@@ -10,9 +10,10 @@ of any other schedule: other cooldown starts, lengths and shapes, cosine. Torch-
 
 Modules: `laws` (the two laws), `curves` (runs and logs to curves), `fit` (Huber/L-BFGS-B fit and
 bootstrap), `prediction` (predict, held-out evaluation), `search` (best cooldown for a budget),
-`workflow` (what `cooldown predict` does).
+`workflow` (what `cooldown predict` does), `check` (training a searched cooldown to compare).
 """
 
+from cooldown.predict.check import SearchCheck, run_candidate
 from cooldown.predict.curves import (
     LossCurve,
     check_same_setup,
@@ -57,6 +58,7 @@ __all__ = [
     "PredictedCurve",
     "PredictionReport",
     "ScheduleCandidate",
+    "SearchCheck",
     "annealing_momentum_area",
     "check_same_setup",
     "evaluate_fit",
@@ -74,5 +76,6 @@ __all__ = [
     "predict_schedules",
     "read_log_curve",
     "read_run_curve",
+    "run_candidate",
     "search_cooldown",
 ]

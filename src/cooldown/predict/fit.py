@@ -270,7 +270,8 @@ def _without_repeats(
         for earlier in curves[:i]:
             shared = steps <= _shared_prefix(curve, earlier)
             seen = dict(zip(earlier.steps.tolist(), earlier.losses.tolist(), strict=True))
-            keep &= ~(shared & np.array([seen.get(int(t)) == y for t, y in zip(steps, losses)]))
+            repeat = [seen.get(int(t)) == y for t, y in zip(steps, losses, strict=True)]
+            keep &= ~(shared & np.array(repeat, dtype=bool))
         out.append((steps[keep], losses[keep]))
     return out
 

@@ -2,7 +2,8 @@
 
 One call does what the command does: load the curves, fit once, predict each `--schedule` (its
 length, warmup and peak LR default to the first fitted run's), evaluate held-out runs against the
-same fit, and with an output folder write `predictions.json`, `predicted_curves.csv` and the figure
+same fit, rank the WSD cooldowns of a run of that length (`--search`), and with an output folder
+write `predictions.json`, `predicted_curves.csv` and the figure
 `predictions.png` (atomically).
 """
 
@@ -27,6 +28,7 @@ from cooldown.predict.prediction import (
     evaluate_fit,
     predict,
 )
+from cooldown.predict.search import ScheduleCandidate, search_cooldown
 
 __all__ = ["PredictionReport", "predict_schedules"]
 
@@ -38,6 +40,7 @@ class PredictionReport:
     predictions: tuple[PredictedCurve, ...] = field(repr=False)
     holdout: Optional[HoldoutEvaluation] = None
     files: tuple[Path, ...] = ()
+    search: tuple[ScheduleCandidate, ...] = field(default=(), repr=False)
 
     def text(self) -> str:
         loss_name = self.curves[0].loss_name
@@ -58,6 +61,8 @@ class PredictionReport:
                 )
         if self.holdout is not None:
             lines.append(self.holdout.table())
+        if self.search:
+            lines.append(_search_table(self.search, loss_name))
         lines.extend(f"wrote {path}" for path in self.files)
         return "\n".join(lines)
 
@@ -91,6 +96,18 @@ class PredictionReport:
                 k: [float(a), float(b)]
                 for k, a, b in zip(fit.law.param_names, low, high, strict=True)
             }
+        if self.search:
+            out["search"] = [
+                {
+                    "shape": c.shape,
+                    "cooldown_frac": c.cooldown_frac,
+                    "cooldown_start": c.cooldown_start,
+                    "cooldown_steps": c.cooldown_steps,
+                    "final_loss": c.final_loss,
+                    "schedule_config": c.schedule.to_config(),
+                }
+                for c in self.search
+            ]
         if self.holdout is not None:
             out["holdout"] = {
                 "mare": self.holdout.mare,
@@ -110,6 +127,20 @@ class PredictionReport:
                 ],
             }
         return out
+
+
+def _search_table(search: Sequence[ScheduleCandidate], loss_name: str, top: int = 10) -> str:
+    total = search[0].cooldown_start + search[0].cooldown_steps
+    lines = [
+        f"best WSD cooldowns of a {total}-step run by predicted final {loss_name} (nats/token; "
+        f"{min(top, len(search))} of {len(search)} candidates):"
+    ]
+    for rank, c in enumerate(search[:top], 1):
+        lines.append(
+            f"  {rank:>2}. {c.shape:<14} last {c.cooldown_frac:>4.0%} ({c.cooldown_steps} steps from "
+            f"step {c.cooldown_start})  {c.final_loss:.4f}"
+        )
+    return "\n".join(lines)
 
 
 def _curves_csv(predictions: Sequence[PredictedCurve]) -> str:
@@ -138,15 +169,17 @@ def predict_schedules(
     n_bootstrap: int = 50,
     seed: int = 0,
     fit_from_step: int = 0,
+    search: bool = False,
     out: Optional[str | Path] = None,
 ) -> PredictionReport:
-    """Fit `law` on the runs/logs at `paths`, predict each schedule spec, evaluate `holdout` runs;
-    with `out`, write the JSON, CSV and figure there."""
+    """Fit `law` on the runs/logs at `paths`, predict each schedule spec, evaluate `holdout` runs,
+    with `search` rank the WSD cooldowns of a run of `total_steps`; with `out`, write the JSON, CSV
+    and figure there."""
     from cooldown.schedules import parse_schedule_spec
 
-    if not schedule_specs and not holdout:
+    if not schedule_specs and not holdout and not search:
         raise CooldownError(
-            "schedule: give at least one --schedule to predict or --holdout run to check"
+            "schedule: give at least one --schedule to predict, --holdout run to check, or --search"
         )
     everything = load_curves([*paths, *holdout], loss, columns)
     curves, heldout = everything[: len(paths)], everything[len(paths) :]
@@ -163,7 +196,10 @@ def predict_schedules(
         for spec in schedule_specs
     )
     evaluation = evaluate_fit(fit, heldout) if heldout else None
-    report = PredictionReport(fit, tuple(curves), predictions, evaluation)
+    ranked = (
+        tuple(search_cooldown(fit, steps, peak_lr=peak_lr, warmup_steps=warmup)) if search else ()
+    )
+    report = PredictionReport(fit, tuple(curves), predictions, evaluation, search=ranked)
     if out is None:
         return report
 
@@ -178,4 +214,4 @@ def predict_schedules(
         atomic_write_text(out / "predicted_curves.csv", _curves_csv(shown)),
         plot_predictions(measured, shown, out / "predictions.png", loss, title=title),
     )
-    return PredictionReport(fit, tuple(curves), predictions, evaluation, files)
+    return PredictionReport(fit, tuple(curves), predictions, evaluation, files, ranked)
