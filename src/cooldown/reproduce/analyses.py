@@ -68,14 +68,17 @@ def prediction(p: Preset, runs_root: Path) -> dict:
     big = p.budgets[-1]
     s0 = p.seeds[0]
     longest = max(p.lengths)
+    main = f"{p.cooldown_frac:.0%}"
     runs = {"constant": runs_root / f"a/constant-{big}-seed{s0}"}
     for b in p.budgets:
-        runs[f"{p.main_shape} 20% at {b}"] = _branch_dir(
+        runs[f"{p.main_shape} {main} at {b}"] = _branch_dir(
             p, runs_root, b, p.cooldown_frac, p.main_shape
         )
     for shape in p.shapes:
         if shape != p.main_shape:
-            runs[f"{shape} 20% at {big}"] = _branch_dir(p, runs_root, big, p.cooldown_frac, shape)
+            runs[f"{shape} {main} at {big}"] = _branch_dir(
+                p, runs_root, big, p.cooldown_frac, shape
+            )
     for f in p.lengths:
         if f != p.cooldown_frac:
             runs[f"{p.main_shape} {f:.0%} at {big}"] = _branch_dir(
@@ -89,7 +92,7 @@ def prediction(p: Preset, runs_root: Path) -> dict:
         runs[f"cosine {b} at 2x the LR"] = runs_root / f"a/cosine-{b}-seed{s0}"
         kinds[f"cosine {b} at 2x the LR"] = "cosine at 2x LR"
     curves = {name: read_run_curve(d, name=name) for name, d in runs.items()}
-    one = ["constant", f"{p.main_shape} 20% at {big}"]
+    one = ["constant", f"{p.main_shape} {main} at {big}"]
     two = [*one, f"{p.main_shape} {longest:.0%} at {big}"]
     out = {}
     for key, fit_on in (("one_branch", one), ("two_branches", two)):
