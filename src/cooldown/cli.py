@@ -374,7 +374,9 @@ def study_results_cmd(
         typer.Option("--study-dir", help="study folder (default: the folder of study.toml)"),
     ] = None,
 ) -> None:
-    """One row per (size, budget, method, LR, seed): params, tokens, compute, final losses."""
+    """One row per (size, budget, method, LR, seed): params, tokens, compute, final losses;
+    with cooldown-predicted, its scaling fit and compute against the cooldown method's."""
+    from cooldown.study.predicted import comparison_lines
     from cooldown.study.results import study_results
 
     paths, results = study_results(study, out, out=study_dir)
@@ -383,6 +385,8 @@ def study_results_cmd(
         print(f"  sweep {line}")
     for point, why in results.missing.items():
         print(f"  no result for {point}: {why}")
+    for line in comparison_lines(results.rows):
+        print(line)
 
 
 # --- fit ------------------------------------------------------------------------------------------

@@ -150,7 +150,9 @@ def _resolve_parent(run_dir: Path, parent: Mapping[str, Any]) -> tuple[Path, int
     if not isinstance(parent, Mapping) or "run_dir" not in parent or "step" not in parent:
         raise CooldownError(f"{where}: expected a table with run_dir and step")
     given = Path(str(parent["run_dir"]))
-    for candidate in (given, run_dir / given, run_dir.parent / given):
+    # Relative to the working directory, or to the branch's folder or one of its ancestors (a
+    # study names a trunk relative to the study folder, two levels above the branch).
+    for candidate in (given, run_dir / given, *(base / given for base in run_dir.parents)):
         if (candidate / "metrics.jsonl").is_file():
             return candidate, int(parent["step"])
     raise CooldownError(f"{where}.run_dir: no run folder with a metrics.jsonl at {given}")

@@ -8,8 +8,9 @@
 Modules: `spec` (the typed study.toml), `plan` (the graph and compute accounting), `plan_table`
 (the printed plan, device-hours), `state` (the SQLite state and transactional claims),
 `node_config` (a node's RunConfig), `node` (the process that trains one node), `runner` (local
-and submitit backends), `status`, `results`. Importing any of them loads no torch; only building
-run configs and training do.
+and submitit backends), `status`, `results`, `predicted_points` (the predicted method's losses),
+`predicted` (its scaling fit against the cooldown method's). Importing any of them loads no
+torch; only building run configs and training do.
 """
 
 from cooldown.study.plan import Plan, PlanNode, build_plan

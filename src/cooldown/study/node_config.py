@@ -7,7 +7,8 @@
 - a trunk (`constant`): a constant schedule to its last branch point (or largest swa budget), with
   a permanent checkpoint at every branch point;
 - a cooldown branch: `cooldown.branch.make_branch_config` from the trunk's checkpoint at the branch
-  step, over `cooldown_steps` updates of the method's shape.
+  step, over `cooldown_steps` updates of the method's shape (a measured branch of
+  `cooldown-predicted`: its one shape, to 0).
 
 Run folders are `STUDY_DIR/runs/NODE_ID`, and a branch names its parent as `runs/TRUNK_ID`, a path
 relative to the study folder (node processes run there), so a study folder can be moved.
@@ -70,7 +71,7 @@ def node_run_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path
     elif node.method == "constant":
         data["schedule"] = {"kind": "constant", "total_steps": node.total_steps, **warmup}
         data["train"]["permanent_steps"] = list(node.branch_points)
-    elif node.method == "cooldown":
+    elif node.method in ("cooldown", "cooldown-predicted"):
         return _branch_config(spec, plan, node, study_dir)
     else:  # pragma: no cover - the planner makes no other runnable kind
         raise CooldownError(f"node {node.id}: unknown method {node.method!r}")
@@ -84,8 +85,12 @@ def _branch_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path)
     from cooldown.branch import make_branch_config
     from cooldown.config import ParentRef
 
-    cooldown = spec.methods.cooldown
-    assert cooldown is not None and node.parent is not None and node.parent_step is not None
+    assert node.parent is not None and node.parent_step is not None
+    if node.method == "cooldown":
+        assert spec.methods.cooldown is not None
+        final_lr_frac, power = spec.methods.cooldown.final_lr_frac, spec.methods.cooldown.power
+    else:  # the predicted method's measured branches cool down to 0 (its law predicts that)
+        final_lr_frac, power = 0.0, None
     trunk = plan.by_id[node.parent]
     trunk_cfg = node_run_config(spec, plan, trunk, study_dir)
     try:
@@ -95,8 +100,8 @@ def _branch_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path)
             node.parent_step,
             cooldown_steps=node.cooldown_steps,
             shape=node.shape or "linear",
-            final_lr_frac=cooldown.final_lr_frac,
-            power=cooldown.power,
+            final_lr_frac=final_lr_frac,
+            power=power,
         )
     except CooldownError as e:
         raise CooldownError(f"study node {node.id}: {e}") from None

@@ -10,6 +10,12 @@ For every size, LR and seed:
   T_max + F (sum of the other budgets), as the paper counts it (paper-facts section 4).
 - `swa`: the trunk's weight average read off at each budget (kind `average`): no training beyond
   running the trunk to the largest budget, which lengthens the trunk when the study has it.
+- `cooldown-predicted`: the same trunk (to the largest budget's branch point) and real branches
+  for the `measured` budgets only (the largest, and with measured = 2 the smallest); every other
+  budget is a point of kind `prediction` (no training: its loss is predicted from the trunk's and
+  the measured branches' curves, see `cooldown.study.predicted_points`). A measured branch that
+  the `cooldown` method also has (same LR, shape and fraction, cooling to 0) is trained once: the
+  predicted method's point is then of kind `shared`, naming that branch in `reuses`.
 
 A node's compute is what it trains itself (a branch: its cooldown; an average: nothing), under
 every FLOP convention (`cooldown.flops`). A method's cost counts a shared trunk once per size, LR
@@ -30,6 +36,12 @@ from cooldown.errors import CooldownError
 from cooldown.flops import FLOP_CONVENTIONS, training_flops_per_token
 from cooldown.shapes import ModelConfig, non_embedding_param_count, param_count
 from cooldown.study.spec import StudySpec, plan_vocab_size
+
+# Methods whose cost includes (a prefix of) the constant-LR trunk.
+TRUNK_METHODS: tuple[str, ...] = ("cooldown", "swa", "cooldown-predicted")
+# Parameters of each loss-curve law of `cooldown.predict` (kept here so that planning does not
+# import scipy): a fit needs two observed points per parameter (`cooldown.predict.min_points`).
+LAW_PARAMETERS: dict[str, int] = {"mpl": 7, "tissue": 4}
 
 
 def lr_label(lr: float) -> str:
@@ -62,8 +74,8 @@ class PlanNode:
     """One node of the study graph. `steps` are the updates the node trains itself."""
 
     id: str
-    kind: str  # "run" | "branch" | "average"
-    method: str  # "cosine" | "constant" (a trunk) | "cooldown" | "swa"
+    kind: str  # "run" | "branch" | "average" | "prediction" | "shared"
+    method: str  # "cosine" | "constant" (a trunk) | "cooldown" | "swa" | "cooldown-predicted"
     size: str
     lr: float
     seed: int
@@ -78,10 +90,23 @@ class PlanNode:
     shape: str | None = None
     cooldown_steps: int | None = None
     branch_points: tuple[int, ...] = ()  # a trunk's permanent checkpoints
+    reuses: str | None = None  # kind "shared": the other method's branch that is this point's run
+    fit_on: tuple[str, ...] = ()  # kind "prediction": the nodes whose curves the law is fitted on
 
     @property
     def runnable(self) -> bool:
-        return self.kind != "average"
+        return self.kind in ("run", "branch")
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The nodes that must be done before this point has a result."""
+        if self.kind == "shared":
+            return (self.reuses or "",)
+        if self.kind == "prediction":
+            return self.fit_on
+        if self.kind == "average":
+            return (self.parent or "",)
+        return (self.id,)
 
     @property
     def tokens(self) -> int:
@@ -143,6 +168,8 @@ class Plan:
         elif node.method == "cooldown" and methods.cooldown is not None:
             cooldown = methods.cooldown
             method_settings = {"final_lr_frac": cooldown.final_lr_frac, "power": cooldown.power}
+        elif node.method == "cooldown-predicted":
+            method_settings = {"final_lr_frac": 0.0, "power": None}
         return {
             **node.definition(),
             "model": spec.sizes[list(self.sizes).index(node.size)].model.model_dump(mode="json"),
@@ -161,14 +188,17 @@ class Plan:
         return [n for n in self.nodes if n.budget_steps is not None]
 
     def method_steps(self, method: str, size: str | None = None) -> int:
-        """Updates `method` trains (a shared trunk counted once per size, LR and seed)."""
+        """Updates `method` trains (a shared trunk counted once per size, LR and seed; a branch
+        that two methods share counted in each method's cost)."""
         total = 0
         for n in self.nodes:
             if size is not None and n.size != size:
                 continue
-            if n.method == method and method in ("cosine", "cooldown"):
+            if n.method == method and n.runnable:
                 total += n.steps
-            elif n.method == "constant" and method in ("cooldown", "swa"):
+            elif n.method == method and n.kind == "shared":
+                total += n.cooldown_steps or 0  # the reused branch trains it
+            elif n.method == "constant" and method in TRUNK_METHODS:
                 total += self._trunk_prefix(n, method)
         return total
 
@@ -190,10 +220,18 @@ class Plan:
 
     def savings(self, method: str, convention: str, size: str | None = None) -> float | None:
         """Compute of `method` over compute of separate cosine runs (None without cosine)."""
-        if "cosine" not in self.methods or method == "cosine":
+        return self.relative_compute(method, "cosine", convention, size)
+
+    def relative_compute(
+        self, method: str, base: str, convention: str, size: str | None = None
+    ) -> float | None:
+        """Compute of `method` over compute of `base` (None when either is not planned)."""
+        if base not in self.methods or method not in self.methods or method == base:
             return None
-        base = self.method_compute("cosine", convention, size)
-        return self.method_compute(method, convention, size) / base if base else None
+        base_compute = self.method_compute(base, convention, size)
+        return (
+            self.method_compute(method, convention, size) / base_compute if base_compute else None
+        )
 
 
 # --- building the graph ---------------------------------------------------------------------------
@@ -250,15 +288,19 @@ def _node(info: SizeInfo, steps: int, **kw: Any) -> PlanNode:
     )
 
 
-def _cooldown_split(spec: StudySpec, info: SizeInfo, total: int) -> tuple[int, int]:
-    """(branch step s, cooldown steps k) of a budget of `total` updates."""
-    assert spec.methods.cooldown is not None
-    frac = spec.methods.cooldown.fraction
+def _cooldown_split(
+    spec: StudySpec, info: SizeInfo, total: int, method: str = "cooldown"
+) -> tuple[int, int]:
+    """(branch step s, cooldown steps k) of a budget of `total` updates under `method`'s
+    cooldown fraction."""
+    settings = spec.methods.get(method)
+    assert settings is not None
+    frac = settings.fraction
     k = round(frac * total)
     s = total - k
     if k < 1 or s < 1:
         raise CooldownError(
-            f"methods.cooldown.fraction: {frac} of the {total}-step budget of size {info.name} "
+            f"methods.{method}.fraction: {frac} of the {total}-step budget of size {info.name} "
             f"leaves {k} cooldown and {s} stable steps; each needs at least 1"
         )
     if s < spec.warmup_steps:
@@ -317,8 +359,15 @@ def _trunk_and_children(spec: StudySpec, info: SizeInfo, lr: float, seed: int) -
     methods = spec.methods
     cooldown = methods.cooldown if methods.cooldown and lr in methods.cooldown.lr else None
     swa = lr in methods.swa_lrs()
+    predicted = lr in methods.predicted_lrs()
     splits = [_cooldown_split(spec, info, t) for t in info.budgets] if cooldown else []
     branch_points = tuple(s for s, _ in splits)
+    if predicted:
+        # Only the measured budgets branch off the trunk; the others are predicted.
+        branch_points += tuple(
+            _cooldown_split(spec, info, t, "cooldown-predicted")[0]
+            for t in _measured_budgets(spec, info)
+        )
     trunk_steps = max([*branch_points, *(info.budgets if swa else ())])
     if trunk_steps < spec.warmup_steps:
         raise CooldownError(
@@ -381,6 +430,109 @@ def _trunk_and_children(spec: StudySpec, info: SizeInfo, lr: float, seed: int) -
                 )
             )
             previous = t
+    if predicted:
+        out += _predicted_points(spec, info, trunk, lr, seed)
+        _check_fit_points(spec, info, trunk_steps)
+    return out
+
+
+def _check_fit_points(spec: StudySpec, info: SizeInfo, trunk_steps: int) -> None:
+    """Refuse a plan whose trunk and measured branches will not log enough evaluations for the
+    law to be fitted (found out at planning rather than after the runs)."""
+    predicted = spec.methods.cooldown_predicted
+    interval = spec.eval_interval
+    assert predicted is not None and interval is not None  # the spec requires both
+    # The laws are fitted on the points after the LR peaks (the warmup's end) and from_step on.
+    first = max(spec.warmup_steps + 1, 2, predicted.from_step or 0)
+
+    def evaluations(start: int, end: int) -> int:
+        # The trainer evaluates every `interval` steps and at a run's last step.
+        steps = set(range(interval, end + 1, interval)) | {end}
+        return sum(1 for t in steps if t > start and t >= first)
+
+    count = evaluations(0, trunk_steps)
+    for t in _measured_budgets(spec, info):
+        s, _ = _cooldown_split(spec, info, t, "cooldown-predicted")
+        count += evaluations(s, t)
+    need = 2 * LAW_PARAMETERS[predicted.law]
+    if count < need:
+        raise CooldownError(
+            f"train.eval_interval: the trunk and measured branches of size {info.name} log "
+            f"{count} evaluations from step {first} on (every {interval} steps); "
+            f"methods.cooldown-predicted's {predicted.law} law needs at least {need} to be "
+            "fitted: evaluate more often or lower from_step"
+        )
+
+
+def _measured_budgets(spec: StudySpec, info: SizeInfo) -> tuple[int, ...]:
+    """The budgets the predicted method runs: the largest, and with measured = 2 the smallest."""
+    predicted = spec.methods.cooldown_predicted
+    assert predicted is not None
+    return (info.budgets[0], info.budgets[-1]) if predicted.measured == 2 else (info.budgets[-1],)
+
+
+def _reused_branch_id(spec: StudySpec, info: SizeInfo, lr: float, seed: int, t: int) -> str | None:
+    """The `cooldown` method's branch that is the same run as the predicted method's measured
+    branch of budget `t`, if the study has it."""
+    cooldown, predicted = spec.methods.cooldown, spec.methods.cooldown_predicted
+    assert predicted is not None
+    same = (
+        cooldown is not None
+        and lr in cooldown.lr
+        and predicted.shape in cooldown.shapes
+        and cooldown.fraction == predicted.fraction
+        and cooldown.final_lr_frac == 0.0
+        and (predicted.shape != "power" or cooldown.power is None)
+    )
+    if not same:
+        return None
+    return f"cooldown-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
+
+
+def _predicted_points(
+    spec: StudySpec, info: SizeInfo, trunk: PlanNode, lr: float, seed: int
+) -> list[PlanNode]:
+    """The predicted method's points of one trunk: a branch (or a shared one) per measured budget,
+    a prediction per other budget."""
+    predicted = spec.methods.cooldown_predicted
+    assert predicted is not None
+    measured = _measured_budgets(spec, info)
+    ids = {
+        t: f"cooldown-predicted-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
+        for t in info.budgets
+    }
+    runs = {t: _reused_branch_id(spec, info, lr, seed, t) or ids[t] for t in measured}
+    fit_on = (trunk.id, *(runs[t] for t in measured))
+    out = []
+    previous = 0
+    for t in info.budgets:
+        s, k = _cooldown_split(spec, info, t, "cooldown-predicted")
+        common = dict(
+            id=ids[t],
+            method="cooldown-predicted",
+            lr=lr,
+            seed=seed,
+            total_steps=t,
+            parent=trunk.id,
+            parent_step=s,
+            budget_steps=t,
+            shape=predicted.shape,
+            cooldown_steps=k,
+        )
+        if t not in measured:
+            out.append(_node(info, 0, kind="prediction", fit_on=fit_on, **common))
+            continue
+        # A measured point adds its cooldown and the trunk since the previous measured branch.
+        incremental = k + s - previous
+        previous = s
+        if runs[t] != ids[t]:
+            out.append(
+                _node(
+                    info, 0, kind="shared", reuses=runs[t], incremental_steps=incremental, **common
+                )
+            )
+        else:
+            out.append(_node(info, k, kind="branch", incremental_steps=incremental, **common))
     return out
 
 

@@ -2,9 +2,10 @@
 
 For every node its tokens and compute under every FLOP convention; per size and method the compute
 (the study's convention) and the device-hours; totals, and each method's cost against separate
-cosine runs. Device-hours come from the tokens/s measured on the study's finished nodes (per
-size), else from a given FLOP/s under the study's convention (`throughput_flops_per_s` or
-`--throughput-flops-per-s`), else from the FLOP/s measured on other sizes; otherwise "n/a".
+cosine runs (and, when both are planned, what `cooldown-predicted` saves beyond `cooldown`).
+Device-hours come from the tokens/s measured on the study's finished nodes (per size), else from a
+given FLOP/s under the study's convention (`throughput_flops_per_s` or `--throughput-flops-per-s`),
+else from the FLOP/s measured on other sizes; otherwise "n/a".
 Torch-free.
 """
 
@@ -146,6 +147,9 @@ def _cost_table(plan: Plan, throughput: Throughput) -> str:
         header += [f"{m} FLOPs [{conv}]", f"{m} device-h"]
     if "cosine" in plan.methods:
         header += [f"{m}/cosine" for m in plan.methods if m != "cosine"]
+    beyond = _BEYOND if set(_BEYOND) <= set(plan.methods) else None
+    if beyond is not None:
+        header.append("/".join(beyond))
     rows = []
     for name, info in plan.sizes.items():
         row = [
@@ -161,8 +165,14 @@ def _cost_table(plan: Plan, throughput: Throughput) -> str:
             ratio = plan.savings(m, conv, name)
             if ratio is not None:
                 row.append(f"{ratio:.3f}")
+        if beyond is not None:
+            row.append(f"{plan.relative_compute(*beyond, conv, name):.3f}")
         rows.append(row)
     return _table(header, rows, right=set(range(1, len(header))))
+
+
+# The predicted method against the paper's: what predicting instead of branching saves.
+_BEYOND = ("cooldown-predicted", "cooldown")
 
 
 def _hours(hours: float | None) -> str:
@@ -172,13 +182,14 @@ def _hours(hours: float | None) -> str:
 def _totals(plan: Plan, throughput: Throughput) -> list[str]:
     conv = plan.convention
     lines = ["totals (a shared trunk counted once per size, LR and seed):"]
+    width = max(len(m) for m in plan.methods)
     for m in plan.methods:
         compute = plan.method_compute(m, conv)
         tokens = plan.method_tokens(m)
         hours = _hours(throughput.method_hours(plan, m))
         others = ", ".join(format_flops(plan.method_compute(m, c), c) for c in FLOP_CONVENTIONS)
         lines.append(
-            f"  {m:<9} {format_flops(compute, conv)}, {tokens:.3e} tokens, {hours} "
+            f"  {m:<{width}} {format_flops(compute, conv)}, {tokens:.3e} tokens, {hours} "
             f"(every convention: {others})"
         )
     study_hours = 0.0
@@ -195,6 +206,15 @@ def _totals(plan: Plan, throughput: Throughput) -> list[str]:
             lines.append(
                 f"savings: {m} costs {ratio:.3f} x the cosine runs' compute "
                 f"({1 - ratio:.1%} less) [{conv}]"
+            )
+    if set(_BEYOND) <= set(plan.methods):
+        method, base = _BEYOND
+        ratio = plan.relative_compute(method, base, conv)
+        saved = plan.method_compute(base, conv) - plan.method_compute(method, conv)
+        if ratio is not None:
+            lines.append(
+                f"savings beyond cooldown: {method} costs {ratio:.3f} x the cooldown method's "
+                f"compute ({1 - ratio:.1%} less, {format_flops(saved, conv)} saved)"
             )
     return lines
 

@@ -16,7 +16,12 @@ A row per (size, budget, method, shape, LR, seed):
   `loss_evaluation` says whether it is the full validation pass or the `train.eval_batches`
   estimate (swa read-offs come from the trunk's evaluations); `val_loss_eval` is the eval-batches
   estimate of the raw weights at the final step for every point, a like-for-like comparison;
-- `best_in_sweep`: the LR with the lowest final loss for its (size, budget, method, shape, seed).
+- `best_in_sweep`: the LR with the lowest final loss for its (size, budget, method, shape, seed);
+- `predicted`: true for a `cooldown-predicted` point that was never trained: its loss is the
+  law's prediction (`cooldown.study.predicted_points`, one fit per size, LR and seed) converted to
+  the full-pass scale by `calibration`, with `loss_interval_low`/`_high` from the fit's
+  bootstrap (nats/token; columns of that method's rows only). Its compute columns are those of
+  the model it stands for; its `method_compute_flops` is 0 (nothing was trained for it).
 
 CSV always, Parquet too when pyarrow is importable; both written atomically. Points without a
 result yet are reported, never silently dropped. Torch-free.
@@ -66,6 +71,7 @@ COLUMNS: tuple[str, ...] = (
     "loss_evaluation",
     "val_loss_eval",
     "best_in_sweep",
+    "predicted",
 )
 
 
@@ -147,9 +153,10 @@ def collect_results(study_path: str | Path, out: str | Path | None = None) -> Re
         nodes = {n["id"]: n for n in state.nodes()}
     rows: list[dict[str, Any]] = []
     missing: dict[str, str] = {}
+    predictions = _Predictions(plan, nodes, study_dir)
     for point in plan.points():
         try:
-            rows.append(_row(plan, point, nodes, study_dir))
+            rows.append(_row(plan, point, nodes, study_dir, predictions))
         except _NoResult as e:
             missing[point.id] = str(e)
     _mark_best(rows)
@@ -169,6 +176,32 @@ def _stored(nodes: dict[str, dict[str, Any]], node_id: str) -> dict[str, Any]:
     return node["result"]
 
 
+class _Predictions:
+    """One law fit per trunk (size, LR, seed), shared by that trunk's predicted points; a fit
+    that cannot be made leaves each of them missing with the reason."""
+
+    def __init__(self, plan: Plan, nodes: dict[str, dict[str, Any]], study_dir: Path):
+        self.plan, self.nodes, self.study_dir = plan, nodes, study_dir
+        self.fits: dict[tuple[str, ...], Any] = {}
+
+    def get(self, point: PlanNode) -> Any:
+        from cooldown.study.predicted_points import predict_group
+
+        key = point.fit_on
+        if key not in self.fits:
+            try:
+                results = {n: _stored(self.nodes, n) for n in key}
+                self.fits[key] = predict_group(self.plan, point, results, self.study_dir)
+            except _NoResult as e:
+                self.fits[key] = f"waits for the runs it is predicted from: {e}"
+            except CooldownError as e:
+                self.fits[key] = f"the {', '.join(key)} curves could not be fitted: {e}"
+        found = self.fits[key]
+        if isinstance(found, str):
+            raise _NoResult(found)
+        return found
+
+
 def _trunk_eval_rows(nodes: dict[str, dict[str, Any]], trunk_id: str, study_dir: Path) -> list:
     node = nodes.get(trunk_id)
     if node is not None and node["state"] == "done" and node["result"]:
@@ -179,12 +212,29 @@ def _trunk_eval_rows(nodes: dict[str, dict[str, Any]], trunk_id: str, study_dir:
 
 
 def _row(
-    plan: Plan, point: PlanNode, nodes: dict[str, dict[str, Any]], study_dir: Path
+    plan: Plan,
+    point: PlanNode,
+    nodes: dict[str, dict[str, Any]],
+    study_dir: Path,
+    predictions: _Predictions,
 ) -> dict[str, Any]:
     info = plan.sizes[point.size]
     conv = plan.convention
     averages: dict[str, float | None] = {}
-    if point.kind == "average":
+    # The run a measured point reads: its own node, or the other method's branch it shares.
+    run_id = point.reuses or point.id
+    extra: dict[str, Any] = {}
+    if point.method == "cooldown-predicted":
+        extra = dict.fromkeys(("loss_interval_low", "loss_interval_high", "calibration"))
+    if point.kind == "prediction":
+        group = predictions.get(point)
+        extra = group.point(point)
+        assert point.parent is not None
+        vocab = _trunk_vocab(nodes, point.parent, info)
+        loss = raw = extra.pop("final_val_loss")
+        val_loss_eval = extra.pop("val_loss_eval")
+        how = group.loss_evaluation
+    elif point.kind == "average":
         assert plan.spec.methods.swa is not None and point.parent is not None
         at = [
             r
@@ -211,7 +261,7 @@ def _row(
         how = "eval_batches"
         val_loss_eval = raw
     else:
-        result = _stored(nodes, point.id)
+        result = _stored(nodes, run_id)
         manifest = result["manifest"]
         vocab = int(manifest.get("vocab_size") or info.model.vocab_size)
         final_eval = [r for r in result["eval_rows"] if r["step"] == point.total_steps]
@@ -221,7 +271,7 @@ def _row(
         if raw is None:  # train.final_full_eval = false: the last evaluation stands in
             raw, how = val_loss_eval, "eval_batches"
         if raw is None:
-            raise _NoResult(f"node {point.id} recorded no validation loss")
+            raise _NoResult(f"node {run_id} recorded no validation loss")
         loss = raw
         averages = {
             k.removeprefix("final_val_loss_"): v
@@ -256,9 +306,12 @@ def _row(
         "final_val_loss_raw": raw,
         "loss_evaluation": how,
         "val_loss_eval": val_loss_eval,
+        "predicted": point.kind == "prediction",
+        **extra,
     }
     for name, value in sorted(averages.items()):
         row[f"final_val_loss_{name}"] = value
+    # Downstream evaluations of the point's model (a predicted point has no model).
     if point.kind == "average":
         row.update(
             _downstream_columns(
@@ -267,8 +320,8 @@ def _row(
                 only=plan.spec.methods.swa.average,
             )
         )
-    else:
-        row.update(_downstream_columns(study_dir / "runs" / point.id, point.total_steps))
+    elif point.kind != "prediction":
+        row.update(_downstream_columns(study_dir / "runs" / run_id, point.total_steps))
     return row
 
 

@@ -23,6 +23,8 @@
     fraction = 0.2
     shapes = ["linear", "1-sqrt"]
     [methods.swa]                   # the trunk's weight averages read off at each budget
+    [methods.cooldown-predicted]    # the trunk plus 1-2 real branches per size; the other
+    measured = 1                    #   budgets' losses predicted by a loss-curve law
 
     [data]      # a cooldown.data.DataConfig
     [optim]     # passed to every run (the learning rate comes from the method)
@@ -61,7 +63,8 @@ from cooldown.errors import CooldownError, format_validation_error
 from cooldown.flops import FlopConvention
 from cooldown.shapes import ModelConfig
 
-METHODS: tuple[str, ...] = ("cosine", "cooldown", "swa")
+METHODS: tuple[str, ...] = ("cosine", "cooldown", "swa", "cooldown-predicted")
+PREDICTION_LAWS: tuple[str, ...] = ("mpl", "tissue")  # cooldown.predict.LAWS
 BUDGET_FIELDS: tuple[str, ...] = ("steps", "tokens", "tokens_per_param")
 # Fields of every run that the study itself sets; a [train] table may not set them.
 STUDY_OWNED_TRAIN_FIELDS = {
@@ -239,12 +242,64 @@ class SwaMethod(BaseModel):
     average: str = Field("swa", description="which average's val_loss_<average> to read")
 
 
-class Methods(BaseModel):
+class PredictedMethod(BaseModel):
+    """Per size and LR: the constant-LR trunk and real cooldown branches for only `measured`
+    budgets (1: the largest; 2: the largest and the smallest); the final loss of every other
+    budget's branch is predicted by a loss-curve law (`cooldown.predict`) fitted on the trunk's
+    and the measured branches' curves. `lr` defaults to the cooldown's. Cooldowns go to 0."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: Optional[LRSweep] = None
+    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="cooldown share of each budget")
+    shape: str = "linear"
+    measured: int = Field(1, description="budgets per size that get a real branch: 1 or 2")
+    law: str = Field("mpl", description="the loss-curve law: mpl or tissue")
+    n_bootstrap: int = Field(20, ge=0, description="bootstrap refits for the loss interval")
+    from_step: int | None = Field(None, ge=0, description="fit only points from this step on")
+
+    @field_validator("shape")
+    @classmethod
+    def _known_shape(cls, v: str) -> str:
+        shape = canonical_shape(v)
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {v!r}; allowed: {', '.join(SHAPES)}")
+        if shape == "exp":  # m^x never reaches 0, and this method's cooldowns end at 0
+            raise ValueError("shape 'exp' needs a final LR fraction > 0; this method cools to 0")
+        return shape
+
+    @field_validator("measured", mode="before")
+    @classmethod
+    def _one_or_two(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v not in (1, 2):
+            raise ValueError(
+                "must be 1 (the largest budget) or 2 (the largest and the smallest budget)"
+            )
+        return v
+
+    @field_validator("law")
+    @classmethod
+    def _known_law(cls, v: str) -> str:
+        if v not in PREDICTION_LAWS:
+            raise ValueError(f"unknown law {v!r}; allowed: {', '.join(PREDICTION_LAWS)}")
+        return v
+
+
+class Methods(BaseModel):
+    # TOML names the predicted method `cooldown-predicted`; the dump uses that name too, so a
+    # dumped spec validates back to an equal one (the Python name is accepted as well).
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
 
     cosine: CosineMethod | None = None
     cooldown: CooldownMethod | None = None
     swa: SwaMethod | None = None
+    cooldown_predicted: PredictedMethod | None = Field(None, alias="cooldown-predicted")
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Methods:
@@ -252,17 +307,27 @@ class Methods(BaseModel):
             raise ValueError(f"give at least one method table: {', '.join(METHODS)}")
         if self.swa is not None and self.swa.lr is None and self.cooldown is None:
             raise ValueError("swa.lr: missing (it defaults to the cooldown's, and there is none)")
+        predicted = self.cooldown_predicted
+        if predicted is not None and predicted.lr is None and self.cooldown is None:
+            raise ValueError(
+                "cooldown-predicted.lr: missing (it defaults to the cooldown's, and there is none)"
+            )
         return self
+
+    def get(self, name: str) -> BaseModel | None:
+        """The settings of method `name` (as spelled in METHODS), None when not planned."""
+        return getattr(self, name.replace("-", "_"))
 
     @property
     def names(self) -> list[str]:
-        return [m for m in METHODS if getattr(self, m) is not None]
+        return [m for m in METHODS if self.get(m) is not None]
 
     def trunk_lrs(self) -> list[float]:
-        """LRs that need a constant-LR trunk: the cooldown's and the swa read-off's."""
+        """LRs that need a constant-LR trunk: the cooldown's, the swa read-off's and the
+        predicted method's (one trunk per LR, shared)."""
         lrs = list(self.cooldown.lr) if self.cooldown else []
-        if self.swa is not None:
-            lrs += [lr for lr in self.swa_lrs() if lr not in lrs]
+        for extra in (self.swa_lrs(), self.predicted_lrs()):
+            lrs += [lr for lr in extra if lr not in lrs]
         return lrs
 
     def swa_lrs(self) -> list[float]:
@@ -270,6 +335,15 @@ class Methods(BaseModel):
             return []
         if self.swa.lr is not None:
             return list(self.swa.lr)
+        assert self.cooldown is not None
+        return list(self.cooldown.lr)
+
+    def predicted_lrs(self) -> list[float]:
+        predicted = self.cooldown_predicted
+        if predicted is None:
+            return []
+        if predicted.lr is not None:
+            return list(predicted.lr)
         assert self.cooldown is not None
         return list(self.cooldown.lr)
 
@@ -340,6 +414,16 @@ class StudySpec(BaseModel):
                     f"sizes.{i}: no budgets for {size.name!r}; give steps, tokens or "
                     "tokens_per_param in the size's table or in [budgets]"
                 )
+        predicted = self.methods.cooldown_predicted
+        if predicted is not None:
+            if "eval_interval" not in self.train:
+                raise ValueError(
+                    "train.eval_interval: methods.cooldown-predicted fits a law to the periodic "
+                    "evaluations of the trunk and the measured branches; set how often they "
+                    "evaluate (a few dozen evaluations per trunk)"
+                )
+            for i, size in enumerate(self.sizes):
+                _check_predicted_budgets(predicted.measured, i, size, size.budgets(self.budgets))
         if self.methods.swa is not None:
             if self.averaging is None:
                 raise ValueError(
@@ -357,6 +441,23 @@ class StudySpec(BaseModel):
     def eval_interval(self) -> int | None:
         value = self.train.get("eval_interval")
         return int(value) if value is not None else None
+
+
+def _check_predicted_budgets(measured: int, index: int, size: SizeSpec, budgets: Budgets) -> None:
+    given = budgets.given
+    count = len(getattr(budgets, given)) if given is not None else 0
+    where = f"methods.cooldown-predicted.measured: size {size.name!r} (sizes.{index})"
+    if measured == 2 and count < 2:
+        raise ValueError(
+            f"{where} has one budget; measured = 2 runs branches for the largest and the "
+            "smallest budget"
+        )
+    if count <= measured:
+        raise ValueError(
+            f"{where} has {count} budget(s), all of them measured (measured = {measured}): "
+            f"nothing left to predict; give at least {measured + 1} budgets or use "
+            "methods.cooldown"
+        )
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> StudySpec:

@@ -81,6 +81,6 @@ def study_status(study_path: str | Path, out: str | Path | None = None) -> str:
             + ", ".join(sorted(recorded - planned))
         )
     points = plan.points()
-    done = sum(1 for p in points if states.get(p.id if p.runnable else p.parent or "") == "done")
+    done = sum(1 for p in points if all(states.get(n) == "done" for n in p.needs))
     lines.append(f"budget points with results: {done} of {len(points)}")
     return "\n".join(lines)
