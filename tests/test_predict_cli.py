@@ -141,7 +141,7 @@ def test_column_mapping_and_tissue_law(logs, capsys):
     "args, message",
     [
         (["--schedule", "wsd"], "error: schedule.cooldown_frac: missing"),
-        ([], "error: schedule: give at least one --schedule to predict or --holdout run"),
+        ([], "error: schedule: give at least one --schedule to predict, --holdout run to check"),
         (["-s", "cosine", "--law", "power"], "error: law: must be one of 'mpl', 'tissue'"),
         (["-s", "cosine", "--columns", "epoch=e"], "error: columns: 'epoch' is not one of"),
     ],
