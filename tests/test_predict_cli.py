@@ -183,7 +183,9 @@ def test_plot_states_axes_units_and_pairs_colours(logs, tmp_path):
     out = plot_predictions([*measured, held], predicted, tmp_path / "p.svg", loss_name="val_loss")
     texts = _svg_texts(out)
     assert "step (optimizer updates)" in texts and "validation loss (nats/token)" in texts
-    assert "cosine: cosine (measured)" in texts and "cosine: cosine (predicted)" in texts
+    # A held-out run is one legend entry, its name (points measured, line predicted).
+    assert "cosine" in texts and "cosine: cosine (measured)" not in texts
+    assert "constant: constant (measured)" in texts
     assert "first 200 steps (predicted)" in texts
     svg = out.read_text()
     # The held-out run's points and its predicted line share a colour (C2, the third); the

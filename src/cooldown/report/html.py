@@ -184,7 +184,9 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     )
 
     g, fits = res["g"], res["g_fits"]
-    fig = rp.plot_scaling_points(g["points"], g["flop_convention"], figs / "g_scaling.png")
+    fig = rp.plot_scaling_points(
+        g["points"] + res["g_predicted"]["points"], g["flop_convention"], figs / "g_scaling.png"
+    )
     rows = "".join(
         f"<tr><td>{m}</td>"
         + "".join(

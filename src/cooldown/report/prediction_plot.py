@@ -54,28 +54,33 @@ def plot_predictions(
 
     fig = new_figure()
     ax = fig.add_subplot()
-    palette = iter(f"C{i % 10}" for i in range(len(measured) + len(predicted)))
+    import matplotlib
+
+    # More than ten colors needed: tab20's twenty, so no two runs share one.
+    n_colors = len(measured) + len(predicted)
+    tab20 = [matplotlib.colormaps["tab20"](i) for i in range(20)]
+    palette = iter(f"C{i % 10}" if n_colors <= 10 else tab20[i % 20] for i in range(n_colors))
     color_of: dict[str, str] = {}
     series = []
+    # A held-out run has its measured points and its prediction in one color and ONE legend
+    # entry (the run's name): with a dozen runs, two entries each would not fit under the axes.
+    paired = {getattr(c, "name", "") for c in predicted} - {""}
     for curve in measured:
         color_of[curve.name] = color = next(palette)
-        ax.plot(
-            curve.steps,
-            curve.losses,
-            "o",
-            markersize=3.5,
-            color=color,
-            label=f"{curve.name}: {curve.label} (measured)",
+        label = (
+            f"{curve.name}: {curve.label} (measured)" if curve.name not in paired else "_nolegend_"
         )
+        ax.plot(curve.steps, curve.losses, "o", markersize=3.5, color=color, label=label)
         series.append((curve.steps, curve.losses))
     for curve in predicted:
         name = getattr(curve, "name", "")
         color = color_of.get(name) if name else None
         color = color or next(palette)
-        label = f"{name}: {curve.label}" if name else curve.label
-        ax.plot(
-            curve.steps, curve.loss, "-", linewidth=1.8, color=color, label=f"{label} (predicted)"
-        )
+        if name in color_of:  # the title says points are measured and lines predicted
+            label = name
+        else:
+            label = f"{f'{name}: ' if name else ''}{curve.label} (predicted)"
+        ax.plot(curve.steps, curve.loss, "-", linewidth=1.8, color=color, label=label)
         if curve.low is not None and curve.high is not None:
             ax.fill_between(curve.steps, curve.low, curve.high, color=color, alpha=0.2, linewidth=0)
         series.append((curve.steps, curve.loss))
@@ -90,5 +95,6 @@ def plot_predictions(
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
     ax.tick_params(labelsize=10)
-    fig.legend(fontsize=9, loc="outside lower center", ncols=1 if len(series) < 4 else 2)
+    entries = len(ax.get_legend_handles_labels()[1])
+    fig.legend(fontsize=9, loc="outside lower center", ncols=1 if entries < 4 else 2)
     return save_figure(fig, out)

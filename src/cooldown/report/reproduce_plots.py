@@ -92,7 +92,8 @@ def plot_compute_by_method(compute: Mapping[str, float], convention: str, out: s
 
 
 def plot_scaling_points(points: Sequence[Mapping], convention: str, out: str | Path) -> Path:
-    """Final loss against compute for both methods, one line per size and method."""
+    """Final loss against compute by method (cosine, cooldown, and cooldown-predicted when
+    given), one line per size and method."""
     figure_format(Path(out))
     fig = new_figure()
     ax = fig.add_subplot()
@@ -101,12 +102,14 @@ def plot_scaling_points(points: Sequence[Mapping], convention: str, out: str | P
         key=lambda s: min(q["params"] for q in points if q["size"] == s),
     )
     for i, size in enumerate(sizes):
-        for method, style in (("cosine", "o-"), ("cooldown", "s--")):
+        for method, style in (("cosine", "o-"), ("cooldown", "s--"), ("cooldown-predicted", "^:")):
             pts = sorted(
                 (p["compute_flops"], p["loss"])
                 for p in points
                 if p["size"] == size and p["method"] == method
             )
+            if not pts:
+                continue
             ax.plot(
                 [c for c, _ in pts],
                 [loss for _, loss in pts],
@@ -117,7 +120,11 @@ def plot_scaling_points(points: Sequence[Mapping], convention: str, out: str | P
     ax.set_xscale("log")
     ax.set_xlabel(f"training compute (FLOPs, {convention} convention)")
     ax.set_ylabel(LOSS)
-    ax.set_title("Scaling sweep: cosine from scratch (o) vs cooldown branches (s)")
+    ax.set_title(
+        "Scaling sweep: cosine from scratch (o), cooldown branches (s), predicted cooldowns (^)"
+        if any(p["method"] == "cooldown-predicted" for p in points)
+        else "Scaling sweep: cosine from scratch (o) vs cooldown branches (s)"
+    )
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return save_figure(fig, out)
