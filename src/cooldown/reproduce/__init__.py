@@ -27,6 +27,10 @@ from cooldown.reproduce.presets import PRESET_NAMES, Preset, get_preset
 
 __all__ = ["PRESET_NAMES", "ReproduceResult", "plan_compute", "reproduce"]
 
+# Version of results.json's layout: a reproduction written by an older layout is analysed again
+# (its finished runs are reused) instead of being read.
+RESULTS_FORMAT = 2
+
 # Assumed sustained throughput for the paper preset's device-hours: bf16 on one H100 at 40% MFU.
 ASSUMED_FLOPS_PER_S = 0.4 * 989e12
 
@@ -112,11 +116,12 @@ def reproduce(
     cached = out / "results.json"
     if cached.is_file():
         stored = json.loads(cached.read_text())
-        if stored.get("preset") == p.name:
+        if stored.get("preset") == p.name and stored.get("format") == RESULTS_FORMAT:
             log("  all experiments already done: reading results.json")
             res = stored
             report = _write_outputs(p, out, res, None, log)
             return _finish(out, res["claims"], report, t0, log)
+        log("  results.json is from another preset or cooldown version: analysing again")
 
     from cooldown.reproduce.analyses import (
         check_winner,
@@ -149,10 +154,11 @@ def reproduce(
     log(f"  (h) the law's best cooldown for {p.budgets[-1]} steps: {winner_key(top)}; running it")
     winner = Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])
     run_tasks([winner], runs, p.workers, log)
-    h["search"] = check_winner(p, runs, top, h)
+    h["search"] = check_winner(p, runs, top)
     res["h"] = h
     res["claims"] = check_claims(res)
     res["preset"] = p.name
+    res["format"] = RESULTS_FORMAT
     res["compute_plan"] = plan
     report = _write_outputs(p, out, res, evaluation, log)
     atomic_write_json(cached, res)
@@ -233,10 +239,10 @@ def results_csv(res: dict) -> str:
         w.writerow(
             ["h", f"predicted {r['run']}", 0, "", r["final_step"], "", "", "", r["predicted"]]
         )
-    w_ = res["h"]["search"]
+    search = res["h"]["search"]
     last = res["a"]["budgets"][-1]["steps"]
     for what in ("measured", "predicted"):
-        w.writerow(["h", f"{what} {w_['run']}", 0, "", last, "", "", "", w_[what]])
+        w.writerow(["h", f"{what} {search['run']}", 0, "", last, "", "", "", search[what]])
     return buf.getvalue()
 
 

@@ -159,7 +159,7 @@ def winner_key(top: list[dict]) -> str:
     return f"h/search-winner-{w['shape']}-s{w['cooldown_start']}-k{w['cooldown_steps']}"
 
 
-def check_winner(p: Preset, runs_root: Path, top: list[dict], h: dict) -> dict:
+def check_winner(p: Preset, runs_root: Path, top: list[dict]) -> dict:
     """The winner as run: its measured final val_loss (the logged evaluation, the quantity the
     law was fitted on) against its prediction and against the default cooldown's measurement."""
     from cooldown.predict.curves import read_run_curve
