@@ -267,6 +267,10 @@ def test_compare_predicted_on_made_up_rows():
     assert comparison.measured.params_exponent == pytest.approx(0.28 / 0.62, abs=0.02)
     text = "\n".join(comparison.lines())
     assert "within the target of 0.02" in text and "FLOPs [6N]" in text
+    # Exact points determine a: its bootstrap interval is narrow and no caveat is printed.
+    low, high = comparison.measured.a_interval
+    assert low - 1e-6 <= comparison.measured.params_exponent <= high + 1e-6 and high - low < 0.01
+    assert "95% bootstrap interval" in text and "uncertain" not in text
     # Too few points: a note, not a crash.
     few = {k: v for k, v in list(grid.items())[:4]}
     comparison = compare_predicted(_rows("cooldown", few) + _rows(PREDICTED, few))
