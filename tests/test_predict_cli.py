@@ -111,6 +111,20 @@ def test_predict_command_on_logs_prints_writes_and_plots(logs, tmp_path, capsys)
     assert (out / "predictions.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_search_on_logs_ranks_and_refuses_to_run_without_a_run_folder(logs, capsys, tmp_path):
+    args = ["predict", str(logs["constant"]), str(logs["wsd"]), "--loss", "loss", "--search"]
+    main([*args, "--bootstrap", "0"])
+    text = capsys.readouterr().out
+    assert "best WSD cooldowns of a 300-step run by predicted final loss (nats/token; 10 of" in text
+    # Logs carry no model or data settings to train the winner with: one clear line.
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--bootstrap", "0", "--run-best", str(tmp_path / "best")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --run-best: the first fitted input ") and err.count("\n") == 1
+    assert "is not a run folder (no config.toml)" in err and not (tmp_path / "best").exists()
+
+
 def test_column_mapping_and_tissue_law(logs, capsys):
     main(
         [
