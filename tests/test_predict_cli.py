@@ -13,7 +13,7 @@ from cooldown.cli import main
 from cooldown.errors import CooldownError
 from cooldown.predict import get_law, read_log_curve
 from cooldown.report.prediction_plot import plot_predictions
-from cooldown.schedules import parse_schedule_spec
+from cooldown.schedule_specs import parse_schedule_spec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MPL = {"L0": 3.0, "A": 0.8, "alpha": 0.5, "B": 150.0, "C": 2.0, "beta": 0.6, "gamma": 0.6}

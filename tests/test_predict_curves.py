@@ -11,7 +11,7 @@ import tomli_w
 
 from cooldown.errors import CooldownError
 from cooldown.predict import load_curves, parse_columns, read_log_curve, read_run_curve
-from cooldown.schedules import parse_schedule_spec
+from cooldown.schedule_specs import parse_schedule_spec
 
 MODEL = {"preset": "tiny-0.2M", "n_layers": 4, "d_model": 48, "n_heads": 3}
 

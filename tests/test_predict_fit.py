@@ -15,7 +15,7 @@ from cooldown.predict import (
     predict_lrs,
     search_cooldown,
 )
-from cooldown.schedules import parse_schedule_spec
+from cooldown.schedule_specs import parse_schedule_spec
 
 PEAK = 3e-3
 TOTAL = 400

@@ -18,7 +18,7 @@ from cooldown.predict import (
     lr_drops,
     peak_step,
 )
-from cooldown.schedules import parse_schedule_spec
+from cooldown.schedule_specs import parse_schedule_spec
 
 MPL = {"L0": 3.0, "A": 0.8, "alpha": 0.5, "B": 150.0, "C": 2.0, "beta": 0.6, "gamma": 0.6}
 TISSUE = {"L0": 3.0, "A": 0.8, "alpha": 0.5, "C": 0.5}

@@ -9,7 +9,7 @@ import pytest
 from cooldown.cli import main
 from cooldown.errors import CooldownError
 from cooldown.report import plot_schedules
-from cooldown.schedules import parse_schedule_spec
+from cooldown.schedule_specs import parse_schedule_spec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from cooldown.configio import tomllib
 from cooldown.errors import CooldownError
+from cooldown.schedule_specs import label, parse_schedule_spec, schedule_from_config
 from cooldown.schedules import (
     SCHEDULE_KINDS,
     SHAPES,
@@ -23,9 +24,6 @@ from cooldown.schedules import (
     LinearSchedule,
     MultiStepSchedule,
     decay_shape,
-    label,
-    parse_schedule_spec,
-    schedule_from_config,
 )
 
 ALIASES = {

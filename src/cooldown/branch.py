@@ -32,7 +32,7 @@ from cooldown.configio import validate
 from cooldown.data.mixture import MixtureComponent
 from cooldown.decay_shapes import canonical_shape
 from cooldown.errors import CooldownError
-from cooldown.schedules import label, schedule_from_config
+from cooldown.schedule_specs import label, schedule_from_config
 
 __all__ = ["branch", "branch_dir_name", "make_branch_config", "steps_for_tokens"]
 

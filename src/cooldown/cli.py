@@ -69,7 +69,7 @@ def schedule_plot(
 ) -> None:
     """Plot LR schedules (a shared linear warmup, 2% of the run unless given) to a PNG or SVG."""
     from cooldown.report import plot_schedules
-    from cooldown.schedules import parse_schedule_spec
+    from cooldown.schedule_specs import parse_schedule_spec
 
     warmup = round(0.02 * steps) if warmup_steps is None else warmup_steps
     schedules = [

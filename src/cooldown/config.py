@@ -41,7 +41,7 @@ from cooldown.data.mixture import MixtureComponent
 from cooldown.errors import CooldownError
 from cooldown.flops import FlopConvention
 from cooldown.optim import OptimConfig
-from cooldown.schedules import schedule_from_config
+from cooldown.schedule_specs import schedule_from_config
 from cooldown.shapes import ModelConfig
 
 

@@ -110,7 +110,7 @@ class LossCurve:
     @property
     def label(self) -> str:
         if self.schedule is not None:
-            from cooldown.schedules import label
+            from cooldown.schedule_specs import label
 
             return label(self.schedule)
         return self.name
@@ -169,7 +169,7 @@ def _setup(config: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, 
 
 def read_run_curve(run_dir: str | Path, loss: str = "val_loss", name: Optional[str] = None):
     """The curve of a run folder: LRs from its config.toml, `loss` points from metrics.jsonl."""
-    from cooldown.schedules import schedule_from_config
+    from cooldown.schedule_specs import schedule_from_config
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"

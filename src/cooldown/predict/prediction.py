@@ -103,7 +103,7 @@ def predict(
     """The loss curve the fitted law predicts for `schedule` (a `cooldown.schedules` schedule) at
     peak LR `peak_lr` (default: the first fitted run's), at `steps` (default: a grid over 1..N
     ending at N)."""
-    from cooldown.schedules import label
+    from cooldown.schedule_specs import label
 
     peak_lr = fit.peak_lr if peak_lr is None else float(peak_lr)
     if not (np.isfinite(peak_lr) and peak_lr > 0):

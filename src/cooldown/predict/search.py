@@ -52,7 +52,7 @@ def search_cooldown(
     """Every (fraction x shape) WSD cooldown of a `total_steps` run, best predicted final loss
     first. `peak_lr` and `warmup_steps` default to the first fitted run's."""
     from cooldown.predict.prediction import predict
-    from cooldown.schedules import parse_schedule_spec
+    from cooldown.schedule_specs import parse_schedule_spec
 
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 2:
         raise CooldownError(f"total_steps: must be an integer >= 2 (got {total_steps!r})")

@@ -175,7 +175,7 @@ def predict_schedules(
     """Fit `law` on the runs/logs at `paths`, predict each schedule spec, evaluate `holdout` runs,
     with `search` rank the WSD cooldowns of a run of `total_steps`; with `out`, write the JSON, CSV
     and figure there."""
-    from cooldown.schedules import parse_schedule_spec
+    from cooldown.schedule_specs import parse_schedule_spec
 
     if not schedule_specs and not holdout and not search:
         raise CooldownError(

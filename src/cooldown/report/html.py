@@ -49,7 +49,7 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     from cooldown.report import reproduce_plots as rp
     from cooldown.report.interpolation_plot import plot_interpolation
     from cooldown.report.schedule_plot import plot_schedules
-    from cooldown.schedules import schedule_from_config
+    from cooldown.schedule_specs import schedule_from_config
 
     figs = out / "figures"
     p = preset

@@ -51,10 +51,10 @@ def plot_schedules(
 ) -> Path:
     """Plot the LR multiplier (or the LR, given `peak_lr`) of each schedule over its updates 1..N.
 
-    `out` ends in .png or .svg. Labels default to `cooldown.schedules.label`; the title states the
+    `out` ends in .png or .svg. Labels default to `cooldown.schedule_specs.label`; the title states the
     length and warmup the schedules share. Returns the path written.
     """
-    from cooldown.schedules import label
+    from cooldown.schedule_specs import label
 
     out = Path(out)
     figure_format(out)  # a bad suffix fails before any drawing

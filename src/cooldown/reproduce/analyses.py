@@ -210,7 +210,7 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
     from cooldown.predict import fit_law, predict
     from cooldown.predict.curves import read_run_curve
     from cooldown.reproduce.experiments import final_loss
-    from cooldown.schedules import schedule_from_config
+    from cooldown.schedule_specs import schedule_from_config
 
     points, errors = [], []
     compute = 0.0

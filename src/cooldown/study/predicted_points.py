@@ -42,7 +42,7 @@ class GroupPrediction:
     def point(self, node: PlanNode) -> dict[str, Any]:
         """The predicted final loss of a `prediction` node (nats/token) and its interval."""
         from cooldown.predict import predict
-        from cooldown.schedules import schedule_from_config
+        from cooldown.schedule_specs import schedule_from_config
 
         assert node.kind == "prediction" and node.parent_step is not None
         warmup = self.trunk_schedule
