@@ -23,6 +23,7 @@ from cooldown.schedules import (
     CosineSchedule,
     LinearSchedule,
     MultiStepSchedule,
+    branch_of,
     decay_shape,
 )
 
@@ -320,6 +321,26 @@ def test_branch_fraction_is_of_the_branch_length():
         total_steps=10000, cooldown_start=8000, cooldown_steps=2000, shape="1-sqrt"
     )
     assert label(b) == "branch at step 8000, 2000-step 1-sqrt cooldown"
+
+
+def test_branch_of_a_trunk_keeps_its_warmup():
+    trunk = ConstantSchedule(
+        total_steps=900, warmup_steps=50, warmup_shape="cosine", warmup_start_frac=0.1
+    )
+    b = branch_of(trunk, 480, 120, "1-sqrt")
+    assert b.total_steps == 600 and b.final_lr_frac == 0.0
+    expected = wsd(
+        total_steps=600,
+        warmup_steps=50,
+        warmup_shape="cosine",
+        warmup_start_frac=0.1,
+        cooldown_start=480,
+        cooldown_steps=120,
+        shape="1-sqrt",
+    )
+    np.testing.assert_array_equal(b.multipliers(1, 601), expected.multipliers(1, 601))
+    # Up to the branch step it is the trunk, step for step.
+    np.testing.assert_array_equal(b.multipliers(1, 481), trunk.multipliers(1, 481))
 
 
 @FEW

@@ -78,6 +78,7 @@ __all__ = [
     "MultiStepSchedule",
     "Schedule",
     "WSDSchedule",
+    "branch_of",
     "decay_shape",
 ]
 
@@ -576,6 +577,28 @@ class BranchSchedule(_CooldownFields):
             cooldown_start=self.branch_step,
             cooldown_steps=self.cooldown_length_steps,
         )
+
+
+def branch_of(
+    trunk: BaseSchedule,
+    branch_step: int,
+    cooldown_steps: int,
+    shape: str = "linear",
+    final_lr_frac: float = 0.0,
+    power: Optional[float] = None,
+) -> BranchSchedule:
+    """The schedule of a cooldown branched at `branch_step` from a run with `trunk`'s warmup: what
+    `cooldown branch` trains, and what a loss law predicts for a budget nobody ran."""
+    return BranchSchedule(
+        branch_step=branch_step,
+        cooldown_steps=cooldown_steps,
+        warmup_steps=trunk.warmup_steps,
+        warmup_shape=trunk.warmup_shape,
+        warmup_start_frac=trunk.warmup_start_frac,
+        shape=shape,
+        final_lr_frac=final_lr_frac,
+        power=power,
+    )
 
 
 Schedule = Annotated[

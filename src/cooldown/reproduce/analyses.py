@@ -210,7 +210,7 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
     from cooldown.predict import fit_law, predict
     from cooldown.predict.curves import read_run_curve
     from cooldown.reproduce.experiments import final_loss
-    from cooldown.schedule_specs import schedule_from_config
+    from cooldown.schedules import branch_of
 
     points, errors = [], []
     compute = 0.0
@@ -227,13 +227,7 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
         points.append({**measured, "method": "cooldown-predicted", "predicted": False})
         for b in smaller:
             step = _cool_start(b, p.cooldown_frac)
-            # The run branch as a WSD schedule, with this budget's length and cooldown.
-            wsd = run_curve.schedule.to_wsd().to_config()
-            for key in ("cooldown_frac", "cooldown_start_frac"):
-                wsd.pop(key, None)
-            schedule = schedule_from_config(
-                {**wsd, "total_steps": b, "cooldown_start": step, "cooldown_steps": b - step}
-            )
+            schedule = branch_of(run_curve.schedule, step, b - step, p.scaling_shape)
             loss = predict(fit, schedule, steps=[b]).final_loss * calibration
             truth = by_key[(size.name, b, "cooldown")]
             errors.append((loss - truth["loss"]) / truth["loss"])

@@ -3,8 +3,8 @@
 Per size, LR and seed the study ran a constant-LR trunk and one or two measured branches. A
 loss-curve law (`cooldown.predict`: the Multi-Power Law or the LR-annealing law) is fitted ONCE on
 their `val_loss` curves, and every other budget T gets the final loss the law predicts for the
-branch it would have been: a WSD schedule with the trunk's warmup and peak LR, cooling down from
-step s = T - round(F T) over k = round(F T) updates of the method's shape, to 0.
+branch it would have been (`cooldown.schedules.branch_of`): the trunk's warmup and peak LR,
+cooling down from step s = T - round(F T) over k = round(F T) updates of the method's shape, to 0.
 
 Which points enter the fit: the trunk's evaluations and each measured branch's (`read_run_curve`
 stitches the trunk's points into a branch's curve; `fit_law` counts those repeats once).
@@ -42,22 +42,12 @@ class GroupPrediction:
     def point(self, node: PlanNode) -> dict[str, Any]:
         """The predicted final loss of a `prediction` node (nats/token) and its interval."""
         from cooldown.predict import predict
-        from cooldown.schedule_specs import schedule_from_config
+        from cooldown.schedules import branch_of
 
         assert node.kind == "prediction" and node.parent_step is not None
-        warmup = self.trunk_schedule
-        schedule = schedule_from_config(
-            {
-                "kind": "wsd",
-                "total_steps": node.total_steps,
-                "warmup_steps": warmup.warmup_steps,
-                "warmup_shape": warmup.warmup_shape,
-                "warmup_start_frac": warmup.warmup_start_frac,
-                "cooldown_start": node.parent_step,
-                "cooldown_steps": node.cooldown_steps,
-                "shape": node.shape or "linear",
-                "final_lr_frac": 0.0,
-            }
+        assert node.cooldown_steps is not None
+        schedule = branch_of(
+            self.trunk_schedule, node.parent_step, node.cooldown_steps, node.shape or "linear"
         )
         curve = predict(self.fit, schedule, self.peak_lr, steps=[node.total_steps])
         periodic = curve.final_loss
