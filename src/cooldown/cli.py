@@ -562,6 +562,61 @@ def predict_cmd(
         print(check.text())
 
 
+# --- compare --------------------------------------------------------------------------------------
+class _SeedsCommand(_ListOptionsCommand):
+    list_options = ("--seeds",)
+
+
+@app.command("compare", cls=_SeedsCommand)
+def compare_cmd(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders (RUN, or RUN@WEIGHTS for a stored average); first: baseline."
+        ),
+    ],
+    weights: Annotated[
+        str, typer.Option("--weights", help="'raw' or a stored average (swa, lawa5, ema) for all.")
+    ] = "raw",
+    seeds: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--seeds",
+            help="One more seed of every run, comma-separated in the runs' order "
+            "(--seeds A2,B2 A3,B3); the interval then resamples seed pairs too.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", help="The run the others are compared with.")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="Folder for compare.csv and compare.png (default: in BASELINE)."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=1, help="Bootstrap resamples.")
+    ] = 2000,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, mps.")] = "cpu",
+) -> None:
+    """Paired loss differences between runs on the same validation documents, with 95% intervals."""
+    from cooldown.compare import compare_runs
+
+    result = compare_runs(
+        [str(r) for r in runs],
+        seeds=seeds or [],
+        baseline=baseline,
+        weights=weights,
+        out=out,
+        n_boot=bootstrap,
+        device=device,
+    )
+    print(result.text())
+    print(result.csv_path)
+    print(result.plot_path)
+
+
 # --- export and eval ------------------------------------------------------------------------------
 _CHECKPOINT_HELP = "Checkpoint folder RUN/checkpoints/step_NNNNNNN (or a run folder: its latest)."
 _WEIGHTS_HELP = "'raw', or averaged weights stored in the checkpoint (e.g. swa, ema)."
