@@ -278,3 +278,16 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     assert "at least two runs (got 1)" in _one_line_error(capsys, [a])
     assert "is not one of the compared runs" in _one_line_error(capsys, [a, b, "--baseline", a2])
     assert "does not exist" in _one_line_error(capsys, [a, str(tmp_path / "nowhere")])
+
+
+@pytest.mark.parametrize("seed_sd", [0.003, 0.02])
+def test_three_seed_pairs_cover_at_the_nominal_rate(seed_sd):
+    """With 3 seeds the interval must stay honest (a bootstrap of seed pairs covered ~75%)."""
+    rng = np.random.default_rng(5)
+    trials, delta, hits = 200, 0.01, 0
+    for i in range(trials):
+        a, b = _synthetic(rng, 100, delta, n_seeds=3, seed_sd=seed_sd)
+        d = paired_difference(a, b, n_boot=200, seed=i)
+        hits += d.low <= delta <= d.high
+    # 95% nominal; 200 trials: the binomial 99% band of 0.95 reaches down to about 0.91.
+    assert hits / trials >= 0.91

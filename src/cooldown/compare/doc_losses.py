@@ -129,16 +129,24 @@ def document_losses(
     device: str = "cpu",
     precision: str | None = None,
     batch_size: int = 64,
+    max_doc_tokens: int | None = None,
 ) -> DocLosses:
     """Per-document losses of `weights` ('raw', or an average stored in the checkpoint: swa,
     lawa<n>, ema) at `step` (default: the run's final step), over the run's validation split;
-    `precision` defaults to the run's train.precision. Cached (see the module docstring)."""
+    `precision` defaults to the run's train.precision. Cached (see the module docstring).
+
+    `max_doc_tokens`: instead of the whole split, only the first max_doc_tokens // seq_len full
+    windows of every document (each window inside its document; documents shorter than one
+    window are left out). Much cheaper on a split of many long documents, and still the same
+    tokens for every run, which is all a paired comparison needs."""
     from cooldown.checkpoint import find_checkpoint
     from cooldown.config import load_run_config
     from cooldown.device import resolve_device, resolve_precision
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise CooldownError(f"batch_size must be a positive integer (got {batch_size!r})")
+    if max_doc_tokens is not None and max_doc_tokens < 1:
+        raise CooldownError(f"max_doc_tokens must be a positive integer (got {max_doc_tokens!r})")
     run_dir = Path(run_dir)
     manifest = read_run_manifest(run_dir)
     step = final_step(run_dir, manifest) if step is None else step
@@ -154,6 +162,8 @@ def document_losses(
         "seq_len": cfg.train.seq_len,
         "precision": resolve_precision(precision or cfg.train.precision, dev),
     }
+    if max_doc_tokens is not None:
+        key["max_doc_tokens"] = max_doc_tokens
     path = cache_path(run_dir, weights, step)
     cached = _read_cache(path, key, run_dir)
     if cached is not None:
@@ -166,14 +176,39 @@ def document_losses(
             f"{run_dir} was trained on data with fingerprint {manifest['data_fingerprint']}, but "
             f"{data.path} now holds {data.fingerprint}: the prepared data changed since training"
         )
-    nats, tokens = _evaluate_documents(cfg, data, ckpt, weights, dev, key["precision"], batch_size)
+    nats, tokens = _evaluate_documents(
+        cfg, data, ckpt, weights, dev, key["precision"], batch_size, max_doc_tokens
+    )
     losses = DocLosses(str(run_dir), weights, step, data.fingerprint, nats, tokens)
     _write_cache(path, key, losses)
     return losses
 
 
-def _evaluate_documents(cfg, data, ckpt: Path, weights: str, device, precision, batch_size):
-    """(nats, tokens) per document: one pass of the weights over the validation split."""
+def _document_windows(val: np.ndarray, eod_positions: np.ndarray, seq_len: int, per_doc: int):
+    """Start positions of the first `per_doc` full windows inside each document (a window at s
+    predicts positions s+1 .. s+seq_len, the last of them at most the document's own eod)."""
+    starts = np.concatenate([[0], eod_positions[:-1] + 1])
+    k = np.arange(per_doc, dtype=np.int64)
+    s = starts[:, None] + k[None, :] * seq_len
+    ok = s + seq_len <= eod_positions[:, None]
+    return s[ok]
+
+
+def _windows_batches(val: np.ndarray, window_starts: np.ndarray, seq_len: int, batch_size: int):
+    import torch
+
+    idx = np.arange(seq_len + 1, dtype=np.int64)
+    for i in range(0, len(window_starts), batch_size):
+        rows = val[window_starts[i : i + batch_size, None] + idx[None, :]].astype(np.int64)
+        t = torch.from_numpy(rows)
+        yield t[:, :-1], t[:, 1:]
+
+
+def _evaluate_documents(
+    cfg, data, ckpt: Path, weights: str, device, precision, batch_size, max_doc_tokens=None
+):
+    """(nats, tokens) per document: one pass of the weights over the validation split (or over
+    the first windows of every document, see `document_losses`)."""
     import torch
     import torch.nn.functional as F
 
@@ -200,18 +235,26 @@ def _evaluate_documents(cfg, data, ckpt: Path, weights: str, device, precision, 
     nats = np.zeros(n_docs, dtype=np.float64)
     tokens = np.zeros(n_docs, dtype=np.int64)
     offsets = np.arange(1, seq_len + 1, dtype=np.int64)
+    if max_doc_tokens is None:
+        n_windows = (len(val) - 1) // seq_len
+        window_starts = np.arange(n_windows, dtype=np.int64) * seq_len
+        batches = validation_batches(val, batch_size, seq_len)
+    else:
+        per_doc = max(1, max_doc_tokens // seq_len)
+        window_starts = _document_windows(val, eod_positions, seq_len, per_doc)
+        batches = _windows_batches(val, window_starts, seq_len, batch_size)
     first_window = 0
     with torch.no_grad():
-        for x, y in validation_batches(val, batch_size, seq_len):
+        for x, y in batches:
             n = x.shape[0]
             with autocast(device, precision):
                 logits = model(x.to(device))
             loss = F.cross_entropy(
                 logits.view(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="none"
             )
-            # Window w predicts positions w * seq_len + 1 .. (w + 1) * seq_len.
-            windows = np.arange(first_window, first_window + n, dtype=np.int64)
-            positions = (windows[:, None] * seq_len + offsets).ravel()
+            # The window starting at s predicts positions s + 1 .. s + seq_len.
+            starts = window_starts[first_window : first_window + n]
+            positions = (starts[:, None] + offsets).ravel()
             doc = np.searchsorted(eod_positions, positions, side="left")
             per_token = loss.double().cpu().numpy()
             nats += np.bincount(doc, weights=per_token, minlength=n_docs)
