@@ -291,3 +291,23 @@ def test_three_seed_pairs_cover_at_the_nominal_rate(seed_sd):
         hits += d.low <= delta <= d.high
     # 95% nominal; 200 trials: the binomial 99% band of 0.95 reaches down to about 0.91.
     assert hits / trials >= 0.91
+
+
+def test_document_losses_can_score_the_first_windows_of_every_document(runs):
+    from cooldown.config import load_run_config
+    from cooldown.data import ensure_prepared
+
+    cfg = load_run_config(runs / "a" / "config.toml")
+    seq_len = cfg.train.seq_len
+    data = ensure_prepared(cfg.data, progress=False)
+    ends = np.flatnonzero(np.asarray(data.val) == data.eod_id)
+    lengths = np.diff(np.concatenate([[0], ends]))  # predicted positions of each document
+    d = document_losses(runs / "a", max_doc_tokens=2 * seq_len)
+    # Every document long enough for one window contributes its first one or two whole windows.
+    expected = np.minimum(lengths // seq_len, 2) * seq_len
+    assert np.array_equal(d.tokens, expected[expected > 0])
+    full = document_losses(runs / "a")
+    assert d.tokens.sum() < full.tokens.sum() and abs(d.mean - full.mean) < 0.5
+    # A cache file of its own: neither result evicts the other.
+    capped = runs / "a" / "eval" / f"doc-losses-raw-step{STEPS}-first{2 * seq_len}.npz"
+    assert capped.is_file() and (runs / "a" / "eval" / f"doc-losses-raw-step{STEPS}.npz").is_file()

@@ -26,6 +26,7 @@ from cooldown.errors import CooldownError
 from cooldown.predict import evaluate_holdout, read_run_curve, search_cooldown
 
 TOTAL = 900
+LR = 5e-3
 # name: (branch step, cooldown steps, shape)
 BRANCHES = {
     "1sqrt-20": (720, 180, "1-sqrt"),
@@ -59,20 +60,24 @@ def _train_runs(root, data_cache) -> None:
     from cooldown.reproduce.presets import get_preset
     from cooldown.train import train
 
+    # The runs these tests were calibrated on: the cpu preset's earlier model and data (4 x 32 on
+    # 1.5 MB of the corpus) at a constant LR of 5e-3, with the final full evaluation.
     p = get_preset("cpu")
-    p = replace(p, data={**p.data, "cache_dir": data_cache})
+    data = {"source": "stdlib", "max_bytes": 1_500_000, "val_fraction": 0.1, "vocab_size": 512}
+    model = {"n_layers": 4, "d_model": 32, "n_heads": 2, "ffn_multiple_of": 32, "max_seq_len": 64}
+    p = replace(p, data={**data, "cache_dir": data_cache}, model=model)
     # One intra-op thread: on a shared 2-core machine torch's default thread pool makes these tiny
     # models an order of magnitude slower (and reproduce's workers train with one).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         points = sorted({step for step, _, _ in BRANCHES.values()})
-        constant = constant_config(p, TOTAL, lr=p.lr_constant, branch_at=points)
+        constant = constant_config(p, TOTAL, lr=LR, branch_at=points)
         train(RunConfig.model_validate(constant), root / "constant")
         for name, (step, k, shape) in BRANCHES.items():
             cfg = branch_config(constant, root / "constant", step, k, shape)
             train(RunConfig.model_validate(cfg), root / name)
-        cosine = cosine_config(p, TOTAL, lr=p.lr_constant)
+        cosine = cosine_config(p, TOTAL, lr=LR)
         train(RunConfig.model_validate(cosine), root / "cosine")
     finally:
         torch.set_num_threads(threads)

@@ -11,12 +11,13 @@ import pytest
 from _reproduce_smoke import smoke_reproduction
 from cooldown.errors import CooldownError
 from cooldown.reproduce import reproduce
-from cooldown.reproduce.claims import HELD, INCONCLUSIVE, NOT_HELD, _better, _matches
+from cooldown.reproduce.claims import HELD, INCONCLUSIVE, NOT_HELD, better, not_worse
 from cooldown.reproduce.presets import CPU, PAPER, SMOKE, get_preset
 
 CLAIM_IDS = [
     "a_cooldown_matches_cosine",
     "b_sqrt_beats_linear",
+    "c_longer_helps",
     "c_length_plateau",
     "d_swa_improves_constant",
     "d_swa_below_cooldown",
@@ -45,9 +46,11 @@ def test_smoke_writes_claims_results_and_report(smoke):
     assert [c["id"] for c in claims["claims"]] == CLAIM_IDS
     assert {c["verdict"] for c in claims["claims"]} <= {HELD, NOT_HELD, INCONCLUSIVE}
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert {r["experiment"] for r in rows} == set("abcdefgh")
-    # (a): 3 budgets x 2 seeds x (cosine, cooldown); (g): 4 sizes x 3 budgets x 3 methods.
+    assert {r["experiment"] for r in rows} == {*"abcdefgh", "a-sweep"}
+    # (a): 3 budgets x 2 seeds x (cosine, cooldown); its sweep: 2 LRs x 2 schedules;
+    # (g): 4 sizes x 3 budgets x 3 methods.
     assert sum(r["experiment"] == "a" for r in rows) == 12
+    assert sum(r["experiment"] == "a-sweep" for r in rows) == 2 * len(SMOKE.lr_grid)
     g = [r for r in rows if r["experiment"] == "g"]
     assert len(g) == 36 and {r["flop_convention"] for r in g} == {"chinchilla"}
     assert sum(r["run"].endswith("(predicted)") for r in g) == 8
@@ -66,12 +69,19 @@ def test_smoke_numbers_are_measured_not_invented(smoke):
     ratio = g["compute_by_method"]["cooldown"] / g["compute_by_method"]["cosine"]
     b1, b2, b3 = SMOKE.scaling[0].budgets
     assert ratio == pytest.approx((b3 + 0.2 * (b1 + b2)) / (b1 + b2 + b3), rel=0.02)
-    # Interpolation ends are the checkpoints themselves: B is the cooldown run's final loss.
-    assert res["f"]["val_loss"][-1] == pytest.approx(res["d"]["cooldown"], rel=1e-6)
-    a = res["a"]["budgets"][-1]
-    assert res["a"]["noise"] == pytest.approx(
-        max(max(a[k]) - min(a[k]) for k in ("cosine", "cooldown"))
-    )
+    # Each schedule runs at the sweep's best LR for it: the lowest loss of its sweep.
+    sweep, a = res["sweep"], res["a"]
+    for name in ("cosine", "constant"):
+        best = min(sweep[name], key=lambda r: r["loss"])
+        assert a[f"lr_{name}"] == best["lr"] and best["low"] <= best["loss"] <= best["high"]
+    # The paired differences are of the same runs' losses: cooldown - cosine pooled over seeds.
+    for x in a["budgets"]:
+        d = x["difference"]
+        assert d["n_seeds"] == len(SMOKE.seeds) and d["low"] <= d["high"]
+        pooled = sum(x["cooldown"]) / len(x["cooldown"]) - sum(x["cosine"]) / len(x["cosine"])
+        assert d["diff"] == pytest.approx(pooled, abs=0.02)
+    # Every paired run was evaluated on the same validation documents.
+    assert len({x["difference"]["n_docs"] for x in a["budgets"]}) == 1
 
 
 def test_smoke_predicted_points_and_searched_cooldown(smoke):
@@ -96,10 +106,10 @@ def test_smoke_predicted_points_and_searched_cooldown(smoke):
         for x in gp["points"]
         if x["predicted"]
     )
-    # (h): the target's errors leave out the runs at twice the fitted LR, and the searched
+    # (h): the target's errors leave out the runs at other peak LRs, and the searched
     # cooldown was run: its measured loss is the last val_loss its run logged.
     h = res["h"]
-    kept = [abs(r["relative_error"]) for r in h["rows"] if r["kind"] != "cosine at 2x LR"]
+    kept = [abs(r["relative_error"]) for r in h["rows"] if r["kind"] != "cosine at another LR"]
     assert h["mare"] == pytest.approx(sum(kept) / len(kept)) and h["worst"] == max(kept)
     assert len(h["fit_on"]) == 3 and len(h["one_branch"]["fit_on"]) == 2
     search = h["search"]
@@ -135,9 +145,22 @@ def test_presets_are_named_and_sized():
         get_preset("tiny")
 
 
-def test_verdicts_respect_the_noise():
-    assert _better(0.05, 0.01) == HELD
-    assert _better(0.005, 0.01) == INCONCLUSIVE
-    assert _better(-0.05, 0.01) == NOT_HELD
-    assert _better(0.05, float("nan")) == INCONCLUSIVE
-    assert _matches(0.005, 0.01) == HELD and _matches(0.02, 0.01) == NOT_HELD
+def _d(diff, low, high):
+    return {
+        "a": "a", "b": "b", "diff": diff, "low": low, "high": high, "level": 0.95, "n_docs": 10,
+        "n_seeds": 1, "noise": "documents", "dominant": "documents", "doc_halfwidth": 0.0,
+        "seed_halfwidth": None,
+    }  # fmt: skip
+
+
+def test_verdicts_read_the_paired_interval():
+    # 'b beats a' (expected -1): held only when the whole interval is below zero.
+    assert better(_d(-0.02, -0.03, -0.01), -1) == HELD
+    assert better(_d(-0.01, -0.03, 0.01), -1) == INCONCLUSIVE
+    assert better(_d(0.02, 0.01, 0.03), -1) == NOT_HELD
+    assert better(_d(0.02, 0.01, 0.03), +1) == HELD
+    # 'b matches a' within a margin of 0.01: the whole interval below +0.01, or above it.
+    assert not_worse(_d(0.0, -0.005, 0.005), 0.01) == HELD
+    assert not_worse(_d(0.01, 0.005, 0.015), 0.01) == INCONCLUSIVE
+    assert not_worse(_d(0.03, 0.02, 0.04), 0.01) == NOT_HELD
+    assert not_worse(_d(0.0, float("nan"), 0.0), 0.01) == INCONCLUSIVE

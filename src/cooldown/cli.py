@@ -690,16 +690,23 @@ def eval_cmd(
 @app.command("reproduce")
 def reproduce_cmd(
     preset: Annotated[
-        str, typer.Option(help="smoke (< 2 min), cpu (~10 min on 2 cores) or paper (GPUs)")
+        str, typer.Option(help="smoke (about a minute), cpu (the main job) or paper (GPUs)")
     ] = "cpu",
     out: Annotated[
         Optional[Path], typer.Option(help="output folder (default out/reproduce-PRESET)")
     ] = None,
+    readme: Annotated[
+        Optional[Path],
+        typer.Option(help="then rewrite the claims table in this README from claims.json"),
+    ] = None,
 ) -> None:
     """The paper's experiments in miniature, with report.html, results.csv and claims.json."""
     from cooldown.reproduce import reproduce
+    from cooldown.reproduce.readme_table import update_readme
 
-    reproduce(preset, out)
+    result = reproduce(preset, out)
+    if readme is not None:
+        print(f"claims table written into {update_readme(readme, result.out / 'claims.json')}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

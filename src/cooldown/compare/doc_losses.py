@@ -58,8 +58,11 @@ class DocLosses:
         return name if self.weights == RAW_WEIGHTS else f"{name}@{self.weights}"
 
 
-def cache_path(run_dir: str | Path, weights: str, step: int) -> Path:
-    return Path(run_dir) / "eval" / f"doc-losses-{weights}-step{step}.npz"
+def cache_path(
+    run_dir: str | Path, weights: str, step: int, max_doc_tokens: int | None = None
+) -> Path:
+    first = f"-first{max_doc_tokens}" if max_doc_tokens is not None else ""
+    return Path(run_dir) / "eval" / f"doc-losses-{weights}-step{step}{first}.npz"
 
 
 def read_run_manifest(run_dir: Path) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def document_losses(
     }
     if max_doc_tokens is not None:
         key["max_doc_tokens"] = max_doc_tokens
-    path = cache_path(run_dir, weights, step)
+    path = cache_path(run_dir, weights, step, max_doc_tokens)
     cached = _read_cache(path, key, run_dir)
     if cached is not None:
         return cached
@@ -185,9 +188,11 @@ def document_losses(
 
 
 def _document_windows(val: np.ndarray, eod_positions: np.ndarray, seq_len: int, per_doc: int):
-    """Start positions of the first `per_doc` full windows inside each document (a window at s
-    predicts positions s+1 .. s+seq_len, the last of them at most the document's own eod)."""
-    starts = np.concatenate([[0], eod_positions[:-1] + 1])
+    """Start positions of the first `per_doc` full windows of each document. A window at s
+    predicts positions s+1 .. s+seq_len; a document's first window starts at the previous
+    document's eod (as a BOS would), so it predicts the document's first token, and its last
+    window predicts at most up to the document's own eod."""
+    starts = np.concatenate([[0], eod_positions[:-1]])
     k = np.arange(per_doc, dtype=np.int64)
     s = starts[:, None] + k[None, :] * seq_len
     ok = s + seq_len <= eod_positions[:, None]

@@ -8,9 +8,12 @@ import html
 from pathlib import Path
 
 from cooldown.fileio import atomic_write_text
+from cooldown.reproduce.claims import interval_text
+from cooldown.reproduce.experiments import _cool_start
 
 SECTION_IDS = (
     "schedules",
+    "lr-sweep",
     "loss-curves",
     "cosine-vs-cooldown",
     "shapes",
@@ -28,7 +31,7 @@ _CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
 img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;width:100%}
 td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px;vertical-align:top}
 tr.held td.v{background:#d7f5d7}tr.did-not-hold td.v{background:#f8d4d4}
-tr.inconclusive-within-noise td.v{background:#f5efcc}"""
+tr.inconclusive td.v{background:#f5efcc}"""
 
 
 def _img(path: Path, alt: str) -> str:
@@ -54,7 +57,9 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     figs = out / "figures"
     p = preset
     big = p.budgets[-1]
-    cool = round(big * p.cooldown_frac)
+    cool = big - _cool_start(big, p.cooldown_frac)
+    lr_cos, lr_con = res["a"]["lr_cosine"], res["a"]["lr_constant"]
+    n_docs = res["a"]["budgets"][0]["difference"]["n_docs"]
     sections = []
 
     schedules = [
@@ -83,11 +88,11 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         schedules,
         figs / "schedules.png",
         labels=[
-            f"cosine to 10%, peak {p.lr_cosine:g}",
-            f"constant {p.lr_constant:g}",
-            f"constant {p.lr_constant:g} + {p.main_shape} cooldown (20%)",
+            f"cosine to 10%, peak {lr_cos:g}",
+            f"constant {lr_con:g}",
+            f"constant {lr_con:g} + {p.main_shape} cooldown ({p.cooldown_frac:.0%})",
         ],
-        title="LR multiplier of the peak (cosine peak 2x the constant LR)",
+        title="LR multiplier of each schedule's own peak (peaks from the LR sweep)",
     )
     sections.append(
         _section(
@@ -95,10 +100,29 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             "Learning-rate schedules",
             _p(
                 f"Preset {p.name}: model {p.model}, batch {p.batch_size} x {p.seq_len} tokens, warmup "
-                f"{p.warmup_steps} steps for every schedule. The constant LR is half the cosine peak; "
-                "the plot shows each schedule's multiplier of its own peak."
+                f"{p.warmup_steps} steps for every schedule. Every loss below is the final weights' "
+                f"loss on the same validation tokens (the first {p.val_doc_tokens} predicted tokens "
+                f"of each of the {n_docs} validation documents), in nats/token; every interval is a "
+                f"95% paired bootstrap ({p.n_boot} resamples) over those documents and, where "
+                "several seeds or sweep points stand on each side, over them too."
             )
             + _img(fig, "schedules"),
+        )
+    )
+    sweep = res["sweep"]
+    fig = rp.plot_lr_sensitivity(sweep, figs / "a_lr_sweep.png")
+    at_best = sweep["constant_vs_cosine_at_best"]
+    sections.append(
+        _section(
+            "lr-sweep",
+            "(a) LR sensitivity: each schedule at its own best peak LR",
+            _p(
+                f"Both schedules swept over peak LRs {', '.join(f'{x:g}' for x in sweep['lrs'])} at "
+                f"{sweep['budget']} updates (seed {p.seeds[0]}); every later run uses its "
+                f"schedule's best: cosine {lr_cos:g}, constant {lr_con:g}. At the best LRs, "
+                f"constant + cooldown - cosine = {interval_text(at_best)}."
+            )
+            + _img(fig, "LR sensitivity"),
         )
     )
 
@@ -120,27 +144,71 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         f"(a) cosine vs constant + 20% {p.main_shape} cooldown; dots: seeds {list(a['seeds'])}",
         colors=["C0", "C1"] * len(a["budgets"]),
     )
+    fig_d = rp.plot_differences(
+        {f"{x['steps']} steps": x["difference"] for x in a["budgets"]},
+        figs / "a_differences.png",
+        f"(a) cooldown - cosine, paired by seed (95% intervals; margin {p.margin} dashed)",
+        "loss difference (nats/token)",
+        margin=p.margin,
+    )
     sections.append(
         _section(
             "cosine-vs-cooldown",
             "(a) Cosine vs constant LR + cooldown",
             _p(
-                f"Seed spread (the noise every claim is judged against): {a['noise']:.4f} nats/token."
+                "cooldown - cosine: "
+                + "; ".join(
+                    f"{x['steps']} steps {interval_text(x['difference'])}" for x in a["budgets"]
+                )
             )
-            + _img(fig, "cosine vs cooldown"),
+            + _img(fig, "cosine vs cooldown")
+            + _img(fig_d, "cosine vs cooldown differences"),
         )
     )
 
-    fig = rp.plot_bars(
-        res["b"]["shapes"], figs / "b_shapes.png", f"(b) cooldown shapes, 20% of {big} updates"
+    b = res["b"]
+    fig = rp.plot_differences(
+        {
+            f"{p.main_shape} - linear\n(seeds)": b["main_vs_linear"],
+            **{f"{s} - {p.main_shape}": v for s, v in b["vs_main"].items()},
+        },
+        figs / "b_shapes.png",
+        f"(b) cooldown shapes, {p.cooldown_frac:.0%} of {big} updates: paired differences "
+        "(95% intervals)",
+        "loss difference (nats/token)",
     )
-    sections.append(_section("shapes", "(b) Cooldown shapes", _img(fig, "shapes")))
-    fig = rp.plot_lengths(
-        {float(k): v for k, v in res["c"]["lengths"].items()},
+    sections.append(
+        _section(
+            "shapes",
+            "(b) Cooldown shapes",
+            _p(
+                "Final losses (seed 0): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in b["shapes"].items())
+                + " nats/token."
+            )
+            + _img(fig, "shapes"),
+        )
+    )
+    c = res["c"]
+    fig = rp.plot_differences(
+        {f"{float(f):.0%} - {p.cooldown_frac:.0%}": v for f, v in c["vs_main"].items()},
         figs / "c_lengths.png",
-        f"(c) {p.main_shape} cooldown length, {big} updates",
+        f"(c) {p.main_shape} cooldown length, {big} updates: paired differences against the "
+        f"{p.cooldown_frac:.0%} cooldown (95% intervals)",
+        "loss difference (nats/token)",
     )
-    sections.append(_section("lengths", "(c) Cooldown lengths", _img(fig, "lengths")))
+    sections.append(
+        _section(
+            "lengths",
+            "(c) Cooldown lengths",
+            _p(
+                "Final losses (seed 0): "
+                + ", ".join(f"{float(k):.0%} {v:.4f}" for k, v in c["lengths"].items())
+                + " nats/token."
+            )
+            + _img(fig, "lengths"),
+        )
+    )
     d = res["d"]
     fig = rp.plot_bars(
         {
@@ -156,9 +224,19 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             )
         },
         figs / "d_swa.png",
-        f"(d) SWA (windows of {d['swa_window']} updates; lawa: last windows)",
+        f"(d) SWA (windows of {d['swa_window']} updates; lawa: last windows), seed {p.seeds[0]}",
     )
-    sections.append(_section("swa", "(d) Weight averaging (SWA)", _img(fig, "swa")))
+    sections.append(
+        _section(
+            "swa",
+            "(d) Weight averaging (SWA)",
+            _p(
+                f"SWA - constant: {interval_text(d['swa_vs_constant'])}; SWA - cooldown: "
+                f"{interval_text(d['swa_vs_cooldown'])}."
+            )
+            + _img(fig, "swa"),
+        )
+    )
     e = res["e"]
     fig = rp.plot_bars(
         {
@@ -167,9 +245,19 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             "cosine": e["cosine"],
         },
         figs / "e_schedule_free.png",
-        "(e) schedule-free AdamW (betas)",
+        f"(e) schedule-free AdamW (betas) at {e['budget']} updates, peak LR {e['lr']:g}",
     )
-    sections.append(_section("schedule-free", "(e) Schedule-free AdamW", _img(fig, "sf")))
+    sections.append(
+        _section(
+            "schedule-free",
+            "(e) Schedule-free AdamW",
+            _p(
+                f"Betas: {interval_text(e['betas'])}; cooldown - best schedule-free: "
+                f"{interval_text(e['cooldown_vs_sf'])}."
+            )
+            + _img(fig, "sf"),
+        )
+    )
     f = res["f"]
     fig = plot_interpolation(
         f["alphas"],
@@ -200,7 +288,15 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         "<table><tr><th>method</th><th>E</th><th>A</th><th>B</th><th>alpha</th>"
         "<th>beta</th><th>a (N*~C^a)</th><th>b (D*~C^b)</th></tr>" + rows + "</table>"
     )
-    body = _img(fig, "scaling") + table
+    body = (
+        _p(
+            f"cooldown - cosine over the sweep's points: {interval_text(g['cooldown_vs_cosine'])}; "
+            "each size at one peak LR from pilots (cosine), the constant's scaled by the (a) "
+            "sweep's ratio."
+        )
+        + _img(fig, "scaling")
+        + table
+    )
     try:
         from cooldown.report.scaling_plots import plot_frontier
         from cooldown.scaling import ChinchillaLaw, make_points

@@ -1,6 +1,7 @@
 """Figures of `cooldown reproduce` that no other module draws: loss curves, ablation bars with
-their seed spread, cooldown lengths, and compute by method. Losses are nats/token; compute is
-training FLOPs under the convention given."""
+their seed spread, cooldown lengths, compute by method, the LR sensitivity of both schedules and
+paired differences with their 95% intervals. Losses are nats/token; compute is training FLOPs
+under the convention given."""
 
 from __future__ import annotations
 
@@ -127,4 +128,84 @@ def plot_scaling_points(points: Sequence[Mapping], convention: str, out: str | P
     )
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def plot_lr_sensitivity(sweep: Mapping, out: str | Path) -> Path:
+    """The paper's LR-sensitivity figure: final loss against peak LR for cosine and constant +
+    cooldown (top), and each LR's paired difference from its schedule's best LR with its 95%
+    interval over validation documents (bottom: the absolute losses' own intervals are mostly
+    which documents are hard, the same for every LR)."""
+    figure_format(Path(out))
+    fig = new_figure(height=7.0)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for i, (name, label) in enumerate(
+        (("cosine", "cosine (to 10%)"), ("constant", "constant + cooldown"))
+    ):
+        rows = sweep[name]
+        lrs = [r["lr"] for r in rows]
+        top.plot(lrs, [r["loss"] for r in rows], marker="o", color=f"C{i}", label=label)
+        best = min(rows, key=lambda r: r["loss"])
+        top.scatter([best["lr"]], [best["loss"]], s=120, facecolors="none", edgecolors=f"C{i}")
+        d = [r["vs_best"] for r in rows]
+        shift = 1.04 if i else 1 / 1.04  # side by side at each LR
+        bottom.errorbar(
+            [x * shift for x in lrs],
+            [x["diff"] for x in d],
+            yerr=[[x["diff"] - x["low"] for x in d], [x["high"] - x["diff"] for x in d]],
+            marker="o",
+            capsize=3,
+            ls="none",
+            color=f"C{i}",
+            label=label,
+        )
+    top.set_ylabel(LOSS)
+    top.set_title(f"LR sensitivity at {sweep['budget']} updates (circled: each schedule's best)")
+    top.legend()
+    top.grid(alpha=0.3)
+    bottom.axhline(0.0, color="k", lw=0.8)
+    bottom.set_xscale("log")
+    bottom.set_xlabel("peak learning rate")
+    bottom.set_ylabel("loss - loss at the best LR (nats/token)")
+    bottom.set_title("paired difference from the schedule's best LR (95% interval, documents)")
+    bottom.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def plot_differences(
+    diffs: Mapping[str, Mapping],
+    out: str | Path,
+    title: str,
+    ylabel: str,
+    margin: float | None = None,
+) -> Path:
+    """One point per comparison: the paired difference (nats/token) with its 95% interval as an
+    error bar, and the zero line; the noise each interval covers is in the x labels."""
+    figure_format(Path(out))
+    fig = new_figure()
+    ax = fig.add_subplot()
+    labels = list(diffs)
+    for i, k in enumerate(labels):
+        d = diffs[k]
+        color = "C2" if d["high"] < 0 else ("C3" if d["low"] > 0 else "C7")
+        ax.errorbar(
+            [i],
+            [d["diff"]],
+            yerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]],
+            marker="o",
+            capsize=4,
+            color=color,
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    if margin is not None:
+        ax.axhline(margin, color="k", lw=0.8, ls="--")
+    ax.set_xticks(
+        range(len(labels)),
+        [f"{k}\n({diffs[k]['noise']})" for k in labels],
+        rotation=0,
+        fontsize=7,
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out)

@@ -29,7 +29,7 @@ __all__ = ["PRESET_NAMES", "ReproduceResult", "plan_compute", "reproduce"]
 
 # Version of results.json's layout: a reproduction written by an older layout is analysed again
 # (its finished runs are reused) instead of being read.
-RESULTS_FORMAT = 2
+RESULTS_FORMAT = 3
 
 # Assumed sustained throughput for the paper preset's device-hours: bf16 on one H100 at 40% MFU.
 ASSUMED_FLOPS_PER_S = 0.4 * 989e12
@@ -47,17 +47,26 @@ def plan_compute(p: Preset) -> dict:
     """FLOPs (chinchilla convention) of every planned run, by experiment, and device-hours."""
     from cooldown.config import RunConfig
     from cooldown.flops import training_flops
-    from cooldown.reproduce.experiments import plan_tasks
+    from cooldown.reproduce.experiments import constant_key, plan_sweep, plan_tasks
 
     vocab = 50257 if p.data.get("tokenizer") == "gpt2" else int(p.data.get("vocab_size", 512))
     by_exp: dict[str, float] = {}
-    for t in plan_tasks(p, Path("runs")):
+    # Before the sweep the chosen LRs are unknown: plan with two different ones, the most runs
+    # the reproduction can take (the same LR for both schedules shares the (h) cosine runs).
+    lr_cos, lr_con = p.lr_grid[-1], p.lr_grid[0]
+    tasks = plan_sweep(p, Path("runs"))
+    tasks += [
+        t
+        for t in plan_tasks(p, Path("runs"), lr_cos, lr_con)
+        if t.key not in {x.key for x in tasks}
+    ]
+    for t in tasks:
         cfg = RunConfig.model_validate(t.config)
         model = cfg.model.with_vocab(vocab)
         flops = training_flops(model, p.seq_len, t.steps * cfg.train.tokens_per_step, "chinchilla")
-        key = next((x for x in ("e", "g", "h") if t.key.startswith(f"{x}/")), "a-f")
+        key = next((x for x in ("e", "g", "h") if t.experiment == x), "a-f")
         by_exp[key] = by_exp.get(key, 0.0) + flops
-        if t.key == f"a/constant-{p.budgets[-1]}-seed{p.seeds[0]}":
+        if t.key == constant_key(p.budgets[-1], lr_con, p.seeds[0]):
             # (h) also runs the searched cooldown: one more run of the largest budget.
             by_exp["h"] = by_exp.get("h", 0.0) + flops
     total = sum(by_exp.values())
@@ -133,36 +142,65 @@ def reproduce(
         winner_key,
     )
     from cooldown.reproduce.claims import check_claims
-    from cooldown.reproduce.experiments import collect, plan_tasks
+    from cooldown.reproduce.evidence import Evidence
+    from cooldown.reproduce.experiments import best_lrs, collect, plan_sweep, plan_tasks
     from cooldown.reproduce.plan import Task, run_tasks
 
     runs = out / "runs"
+    resumed = runs.is_dir()
     _prepare_data(p)
-    tasks = plan_tasks(p, runs)
-    log(f"  experiments (a)-(h): {len(tasks)} runs")
-    run_tasks(tasks, runs, p.workers, log)
+    ev = Evidence(p, runs)
+    sweep = plan_sweep(p, runs)
+    log(
+        f"  (a) LR sweep at {p.lr_sweep_budget} steps, cosine and constant + "
+        f"{p.cooldown_frac:.0%} cooldown at peak LRs {', '.join(f'{x:g}' for x in p.lr_grid)}"
+    )
+    run_tasks(sweep, runs, p, log)
+    lrs = best_lrs(p, ev)
+    log(f"  best peak LR: cosine {lrs['best_cosine']:g}, constant {lrs['best_constant']:g}")
+    tasks = plan_tasks(p, runs, lrs["best_cosine"], lrs["best_constant"])
+    log(f"  experiments (a)-(h) at those LRs: {len(tasks)} runs")
+    run_tasks(tasks, runs, p, log)
     log("  collecting results; (f) interpolation, (g) Chinchilla fits, (h) loss prediction")
-    res = collect(p, runs)
-    res["f"] = interpolation(p, runs, out / "interpolation")
+    res = collect(p, runs, ev, lrs)
+    res["f"] = interpolation(p, runs, out / "interpolation", lrs)
     g = res["g"]
-    res["g_predicted"] = predicted_scaling(p, runs, g)
+    res["g_predicted"] = predicted_scaling(p, runs, g, ev, lrs)
     g["compute_by_method"]["cooldown-predicted"] = res["g_predicted"]["compute"]
     res["g_fits"] = scaling_fits(p, g["points"] + res["g_predicted"]["points"])
-    h = prediction(p, runs)
+    h = prediction(p, runs, lrs)
     evaluation = h.pop("_evaluation")
-    top, winner_config = search_winner(p, evaluation.fit)
+    top, winner_config = search_winner(p, evaluation.fit, lrs["best_constant"])
     log(f"  (h) the law's best cooldown for {p.budgets[-1]} steps: {winner_key(top)}; running it")
     winner = Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])
-    run_tasks([winner], runs, p.workers, log)
-    h["search"] = check_winner(p, runs, top)
+    run_tasks([winner], runs, p, log)
+    h["search"] = check_winner(p, runs, top, lrs)
     res["h"] = h
-    res["claims"] = check_claims(res)
+    res["claims"] = check_claims(res, p)
     res["preset"] = p.name
     res["format"] = RESULTS_FORMAT
     res["compute_plan"] = plan
+    res["provenance"] = _provenance(t0, resumed=resumed)
     report = _write_outputs(p, out, res, evaluation, log)
     atomic_write_json(cached, res)
     return _finish(out, res["claims"], report, t0, log)
+
+
+def _provenance(t0: float, resumed: bool) -> dict:
+    """When, where and how long: what the README's claims table states beside the claims."""
+    import datetime
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, torch {torch.__version__}",
+        "wall_s": time.perf_counter() - t0,
+        "resumed": resumed,
+    }
 
 
 def _prepare_data(p: Preset) -> None:
@@ -175,7 +213,10 @@ def _write_outputs(p: Preset, out: Path, res: dict, evaluation, log) -> Path:
     from cooldown.report.html import write_report
 
     atomic_write_text(out / "results.csv", results_csv(res))
-    atomic_write_json(out / "claims.json", {"preset": p.name, "claims": res["claims"]})
+    atomic_write_json(
+        out / "claims.json",
+        {"preset": p.name, **res.get("provenance", {}), "claims": res["claims"]},
+    )
     report = out / "report.html"
     if evaluation is not None or not report.is_file():
         write_report(p, res, out, evaluation)
@@ -200,6 +241,11 @@ def results_csv(res: dict) -> str:
         ]
     )
     a = res["a"]
+    sweep = res["sweep"]
+    for name in ("cosine", "constant"):
+        for r in sweep[name]:
+            run = f"{name}-{sweep['budget']}-lr{r['lr']:g}"
+            w.writerow(["a-sweep", run, a["seeds"][0], "", sweep["budget"], "", "", "", r["loss"]])
     for x in a["budgets"]:
         for i, s in enumerate(a["seeds"]):
             tok = x["steps"] * a["tokens_per_step"]

@@ -9,23 +9,35 @@ from pathlib import Path
 
 import numpy as np
 
-from cooldown.reproduce.experiments import _branch_key, _cool_start
+from cooldown.reproduce.evidence import Evidence
+from cooldown.reproduce.experiments import (
+    _branch_key,
+    _cool_start,
+    constant_key,
+    cosine_key,
+    scaling_trunk_key,
+)
 from cooldown.reproduce.presets import Preset
 
+# Validation batches of each point of (f): the interpolation's own evaluation (spread over the
+# split), a few times the periodic evaluation's.
+INTERPOLATION_BATCHES_PER_EVAL = 4
 
-def interpolation(p: Preset, runs_root: Path, out_dir: Path) -> dict:
+
+def interpolation(p: Preset, runs_root: Path, out_dir: Path, lrs: dict) -> dict:
     from cooldown.checkpoint import find_checkpoint
     from cooldown.interpolate import interpolate
 
     big = p.budgets[-1]
-    parent = f"a/constant-{big}-seed{p.seeds[0]}"
+    parent = constant_key(big, lrs["best_constant"], p.seeds[0])
     step = _cool_start(big, p.cooldown_frac)
-    branch = _branch_dir(p, runs_root, big, p.cooldown_frac, p.main_shape)
+    branch = _branch_dir(p, runs_root, lrs, big, p.cooldown_frac, p.main_shape)
     res = interpolate(
         find_checkpoint(runs_root / parent, step),
         find_checkpoint(branch, big),
         p.interpolation_points,
         out=out_dir,
+        max_batches=p.eval_batches * INTERPOLATION_BATCHES_PER_EVAL,
     )
     return {"alphas": res.alphas, "val_loss": res.val_losses, "from_step": step, "to_step": big}
 
@@ -56,7 +68,7 @@ def scaling_fits(p: Preset, points: list[dict]) -> dict:
     return fits
 
 
-def prediction(p: Preset, runs_root: Path) -> dict:
+def prediction(p: Preset, runs_root: Path, lrs: dict) -> dict:
     """The Multi-Power law fitted on the constant run plus one cooldown (the 20% one) and, apart,
     plus two (20% and the longest length of (c)), each predicting every other cooldown and the
     cosine runs. The main table is the two-branch fit's: one 20% cooldown pins the law's
@@ -69,28 +81,32 @@ def prediction(p: Preset, runs_root: Path) -> dict:
     s0 = p.seeds[0]
     longest = max(p.lengths)
     main = f"{p.cooldown_frac:.0%}"
-    runs = {"constant": runs_root / f"a/constant-{big}-seed{s0}"}
+    lr_con = lrs["best_constant"]
+    runs = {"constant": runs_root / constant_key(big, lr_con, s0)}
     for b in p.budgets:
         runs[f"{p.main_shape} {main} at {b}"] = _branch_dir(
-            p, runs_root, b, p.cooldown_frac, p.main_shape
+            p, runs_root, lrs, b, p.cooldown_frac, p.main_shape
         )
     for shape in p.shapes:
         if shape != p.main_shape:
             runs[f"{shape} {main} at {big}"] = _branch_dir(
-                p, runs_root, big, p.cooldown_frac, shape
+                p, runs_root, lrs, big, p.cooldown_frac, shape
             )
     for f in p.lengths:
         if f != p.cooldown_frac:
             runs[f"{p.main_shape} {f:.0%} at {big}"] = _branch_dir(
-                p, runs_root, big, f, p.main_shape
+                p, runs_root, lrs, big, f, p.main_shape
             )
     kinds = dict.fromkeys(runs, "cooldown")
     for b in p.budgets:
-        runs[f"cosine {b} at the constant's LR"] = runs_root / f"h/cosine-{b}"
+        runs[f"cosine {b} at the constant's LR"] = runs_root / cosine_key(b, lr_con, s0)
         kinds[f"cosine {b} at the constant's LR"] = "cosine"
-    for b in p.budgets:
-        runs[f"cosine {b} at 2x the LR"] = runs_root / f"a/cosine-{b}-seed{s0}"
-        kinds[f"cosine {b} at 2x the LR"] = "cosine at 2x LR"
+    # The sweep's cosine runs at the other peak LRs: outside what a law fitted at one LR knows.
+    sb = lrs["budget"]
+    for lr in p.lr_grid:
+        if lr != lr_con:
+            runs[f"cosine {sb} at LR {lr:g}"] = runs_root / cosine_key(sb, lr, s0)
+            kinds[f"cosine {sb} at LR {lr:g}"] = OTHER_LR
     curves = {name: read_run_curve(d, name=name) for name, d in runs.items()}
     one = ["constant", f"{p.main_shape} {main} at {big}"]
     two = [*one, f"{p.main_shape} {longest:.0%} at {big}"]
@@ -113,8 +129,8 @@ def prediction(p: Preset, runs_root: Path) -> dict:
             for r in ev.rows
         ]
         # The target (issue 8) is for schedules at the fitted peak LR. A law fitted at one peak
-        # LR has no term for the LR's own effect beyond its area: the 2x-LR runs stand apart.
-        target = relative_errors([r for r in rows if r["kind"] != "cosine at 2x LR"])
+        # LR has no term for the LR's own effect beyond its area: other-LR runs stand apart.
+        target = relative_errors([r for r in rows if r["kind"] != OTHER_LR])
         out[key] = {
             "fit_on": fit_on,
             "params": ev.fit.params,
@@ -131,14 +147,14 @@ def prediction(p: Preset, runs_root: Path) -> dict:
 # --- (h) the schedule search, checked by running its winner -----------------------------------
 
 
-def search_winner(p: Preset, fit) -> tuple[list[dict], dict]:
+def search_winner(p: Preset, fit, lr_con: float) -> tuple[list[dict], dict]:
     """The fitted law's best cooldown for the largest budget (at the constant run's peak LR):
     the ranked top candidates, and the run config that checks the winner."""
     from cooldown.predict import search_cooldown
     from cooldown.reproduce.plan import constant_config
 
     big = p.budgets[-1]
-    ranked = search_cooldown(fit, big, peak_lr=p.lr_constant, shapes=p.shapes)
+    ranked = search_cooldown(fit, big, peak_lr=lr_con, shapes=p.shapes)
     top = [
         {
             "shape": c.shape,
@@ -149,7 +165,7 @@ def search_winner(p: Preset, fit) -> tuple[list[dict], dict]:
         }
         for c in ranked[:5]
     ]
-    cfg = constant_config(p, big, lr=p.lr_constant, branch_at=[], seed=p.seeds[0])
+    cfg = constant_config(p, big, lr=lr_con, branch_at=[], seed=p.seeds[0])
     cfg["schedule"] = ranked[0].schedule.to_config()
     return top, cfg
 
@@ -159,7 +175,7 @@ def winner_key(top: list[dict]) -> str:
     return f"h/search-winner-{w['shape']}-s{w['cooldown_start']}-k{w['cooldown_steps']}"
 
 
-def check_winner(p: Preset, runs_root: Path, top: list[dict]) -> dict:
+def check_winner(p: Preset, runs_root: Path, top: list[dict], lrs: dict) -> dict:
     """The winner as run: its measured final val_loss (the logged evaluation, the quantity the
     law was fitted on) against its prediction and against the default cooldown's measurement."""
     from cooldown.predict.curves import read_run_curve
@@ -167,7 +183,7 @@ def check_winner(p: Preset, runs_root: Path, top: list[dict]) -> dict:
     curve = read_run_curve(runs_root / winner_key(top))
     measured = float(curve.losses[-1])
     default_name = f"{p.main_shape} {p.cooldown_frac:.0%} at {p.budgets[-1]}"
-    default = _logged_final(runs_root, p)
+    default = _logged_final(runs_root, p, lrs)
     return {
         "top": top,
         "run": winner_key(top),
@@ -180,18 +196,23 @@ def check_winner(p: Preset, runs_root: Path, top: list[dict]) -> dict:
     }
 
 
-def _branch_dir(p: Preset, runs_root: Path, budget: int, frac: float, shape: str) -> Path:
+def _branch_dir(
+    p: Preset, runs_root: Path, lrs: dict, budget: int, frac: float, shape: str
+) -> Path:
     """A cooldown branch of the first seed's constant run (experiments (a)-(c))."""
-    parent = f"a/constant-{p.budgets[-1]}-seed{p.seeds[0]}"
+    parent = constant_key(p.budgets[-1], lrs["best_constant"], p.seeds[0])
     step = _cool_start(budget, frac)
     return runs_root / _branch_key(parent, step, budget - step, shape)
 
 
-def _logged_final(runs_root: Path, p: Preset) -> float:
+def _logged_final(runs_root: Path, p: Preset, lrs: dict) -> float:
     from cooldown.predict.curves import read_run_curve
 
-    branch = _branch_dir(p, runs_root, p.budgets[-1], p.cooldown_frac, p.main_shape)
+    branch = _branch_dir(p, runs_root, lrs, p.budgets[-1], p.cooldown_frac, p.main_shape)
     return float(read_run_curve(branch).losses[-1])
+
+
+OTHER_LR = "cosine at another LR"
 
 
 def relative_errors(rows: list[dict]) -> np.ndarray:
@@ -201,7 +222,7 @@ def relative_errors(rows: list[dict]) -> np.ndarray:
 # --- (g) + (h): the scaling sweep's points predicted instead of run ------------------------------
 
 
-def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
+def predicted_scaling(p: Preset, runs_root: Path, g: dict, ev: Evidence, lrs: dict) -> dict:
     """The `cooldown-predicted` method on the (g) sweep: per size, the trunk and only the largest
     budget's branch are run; the smaller budgets' losses are what the Multi-Power law fitted on
     those two curves predicts for their branches. The law is fitted on the logged val_loss, the
@@ -209,19 +230,22 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
     the run branch's last step. Compute counts only what ran (chinchilla FLOPs)."""
     from cooldown.predict import fit_law, predict
     from cooldown.predict.curves import read_run_curve
-    from cooldown.reproduce.experiments import final_loss
     from cooldown.schedules import branch_of
 
+    ratio = lrs["best_constant"] / lrs["best_cosine"]
     points, errors = [], []
     compute = 0.0
     by_key = {(x["size"], x["steps"], x["method"]): x for x in g["points"]}
     for size in p.scaling:
-        trunk = runs_root / f"g/{size.name}/constant"
+        trunk_key = scaling_trunk_key(size.name, (size.lr or p.scaling_lr) * ratio)
+        trunk = runs_root / trunk_key
         *smaller, big = size.budgets
-        run = _scaling_branch(p, runs_root, size.name, big)
+        step = _cool_start(big, p.cooldown_frac)
+        run_key = _branch_key(trunk_key, step, big - step, p.scaling_shape)
+        run = runs_root / run_key
         run_curve = read_run_curve(run)
         fit = fit_law([read_run_curve(trunk), run_curve], "mpl", n_bootstrap=0)
-        calibration = final_loss(run) / float(run_curve.losses[-1])
+        calibration = ev.loss(run_key) / float(run_curve.losses[-1])
         measured = by_key[(size.name, big, "cooldown")]
         compute += measured["compute_flops"]  # the trunk to the branch point, plus the branch
         points.append({**measured, "method": "cooldown-predicted", "predicted": False})
@@ -240,8 +264,3 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict) -> dict:
         "errors": errors,
         "flop_convention": g["flop_convention"],
     }
-
-
-def _scaling_branch(p: Preset, runs_root: Path, size: str, budget: int) -> Path:
-    step = _cool_start(budget, p.cooldown_frac)
-    return runs_root / _branch_key(f"g/{size}/constant", step, budget - step, p.scaling_shape)

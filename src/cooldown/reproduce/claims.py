@@ -1,34 +1,52 @@
-"""Each paper takeaway checked against this reproduction's numbers, with the noise.
+"""Each paper takeaway checked against this reproduction's numbers, by a paired 95% interval.
 
-The noise is the largest spread between seeds of the same configuration in (a) (final loss,
-nats/token). A difference the claim predicts counts only when it exceeds that noise: within it the
-verdict is "inconclusive within noise"; a difference the other way beyond it is "did not hold".
+Every comparison between runs is a difference of their losses on the same validation tokens
+(`cooldown.reproduce.evidence`), with a bootstrap interval over validation documents and, where
+each side has one run per seed (or per point of a sweep), over those pairs too. A claim that one
+thing beats another **held** when the interval excludes zero in the paper's direction, **did not
+hold** when it excludes zero the other way, and is **inconclusive** otherwise, interval shown. A
+claim that one thing *matches* another is a non-inferiority test with the preset's margin: held when
+the whole interval of (new - reference) lies below +margin, did not hold when it lies above it.
 """
 
 from __future__ import annotations
 
 import math
 
-HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive within noise"
-# (the noise of a fitted exponent is its bootstrap interval)
+from cooldown.compare import verdict as paired_verdict
+
+HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
 
 
-def _better(gain: float, noise: float) -> str:
-    """Verdict for a claim that some gain (positive = as the paper says) exists."""
-    if not math.isfinite(gain) or not math.isfinite(noise):
+def interval_text(d: dict, unit: str = " nats/token") -> str:
+    """`+0.0123 [+0.0100, +0.0146] nats/token (95%, documents+seeds; seeds dominate)`."""
+    dominant = f"; {d['dominant']} dominate" if d.get("n_seeds", 1) > 1 else ""
+    return (
+        f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{unit} "
+        f"({100 * d['level']:.0f}%, {d['noise']}{dominant})"
+    )
+
+
+def better(d: dict, expected: int) -> str:
+    """Verdict for 'b beats a' (expected = -1: loss(b) - loss(a) < 0) or the reverse (+1)."""
+    return paired_verdict(_difference(d), expected)
+
+
+def not_worse(d: dict, margin: float) -> str:
+    """Verdict for 'b matches or beats a': loss(b) - loss(a) below +margin (non-inferiority)."""
+    if not (math.isfinite(d["low"]) and math.isfinite(d["high"])):
         return INCONCLUSIVE
-    if gain > noise:
+    if d["high"] < margin:
         return HELD
-    if gain < -noise:
+    if d["low"] > margin:
         return NOT_HELD
     return INCONCLUSIVE
 
 
-def _matches(excess: float, noise: float) -> str:
-    """Verdict for 'A matches or beats B' given excess = loss(A) - loss(B)."""
-    if not math.isfinite(excess) or not math.isfinite(noise):
-        return INCONCLUSIVE
-    return HELD if excess <= noise else NOT_HELD
+def _difference(d: dict):
+    from cooldown.compare import Difference
+
+    return Difference(**d)
 
 
 def _claim(cid, takeaway, measured, verdict, **numbers) -> dict:
@@ -41,143 +59,155 @@ def _claim(cid, takeaway, measured, verdict, **numbers) -> dict:
     }
 
 
-def check_claims(res: dict) -> list[dict]:
+def _interval(d: dict) -> dict:
+    return {k: d[k] for k in ("diff", "low", "high", "noise")}
+
+
+def _all(verdicts: list[str]) -> str:
+    if NOT_HELD in verdicts:
+        return NOT_HELD
+    return HELD if all(v == HELD for v in verdicts) else INCONCLUSIVE
+
+
+def check_claims(res: dict, p) -> list[dict]:
     a, b, c, d, e = res["a"], res["b"], res["c"], res["d"], res["e"]
-    noise = a["noise"]
-    n = f"noise (seed spread) {noise:.4f}"
+    margin = p.margin
     claims = []
 
-    diffs = [sum(x["difference"]) / len(x["difference"]) for x in a["budgets"]]
-    worst = max(diffs)
+    per_budget = [not_worse(x["difference"], margin) for x in a["budgets"]]
     claims.append(
         _claim(
             "a_cooldown_matches_cosine",
-            "(a) Constant LR (half the cosine peak) + a 20% cooldown matches cosine at every budget",
-            "cooldown - cosine per budget: "
-            + ", ".join(
-                f"{x['steps']} steps {dd:+.4f}" for x, dd in zip(a["budgets"], diffs, strict=True)
-            )
-            + f" nats/token; {n}",
-            _matches(worst, noise),
-            differences=diffs,
-            noise=noise,
+            f"(a) Constant LR + a {p.cooldown_frac:.0%} {p.main_shape} cooldown matches (or "
+            f"beats) cosine at every budget, each at its own best peak LR (non-inferiority "
+            f"margin {margin} nats/token)",
+            f"best peak LR: cosine {a['lr_cosine']:g}, constant {a['lr_constant']:g} (sweep at "
+            f"{res['sweep']['budget']} steps); cooldown - cosine: "
+            + "; ".join(
+                f"{x['steps']} steps {interval_text(x['difference'])}" for x in a["budgets"]
+            ),
+            _all(per_budget),
+            differences=[_interval(x["difference"]) for x in a["budgets"]],
+            margin=margin,
         )
     )
 
-    gain = b["shapes"].get("linear", math.nan) - b["shapes"].get("1-sqrt", math.nan)
+    sq = b["main_vs_linear"]
     claims.append(
         _claim(
             "b_sqrt_beats_linear",
-            "(b) The 1-sqrt cooldown beats the linear one",
-            f"linear - 1-sqrt = {gain:+.4f} nats/token; {n}",
-            _better(gain, noise),
-            gain=gain,
+            f"(b) The {p.main_shape} cooldown beats the linear one",
+            f"{p.main_shape} - linear: {interval_text(sq)}",
+            better(sq, -1),
+            **_interval(sq),
         )
     )
 
-    lengths = {float(k): v for k, v in c["lengths"].items()}
-    ks = sorted(lengths)
-    mid = min(ks, key=lambda f: abs(f - 0.2))
-    early = lengths[ks[0]] - lengths[mid]
-    late = lengths[mid] - lengths[ks[-1]]
-    if not (math.isfinite(noise) and early > noise):
-        verdict = _better(early, noise)
-    else:
-        verdict = HELD if late < early / 2 or late <= noise else NOT_HELD
+    early, late = c["vs_main"][str(min(p.lengths))], c["vs_main"][str(max(p.lengths))]
+    mid = f"{p.cooldown_frac:.0%}"
+    claims.append(
+        _claim(
+            "c_longer_helps",
+            f"(c) A {mid} cooldown beats a {min(p.lengths):.0%} one",
+            f"{min(p.lengths):.0%} - {mid}: {interval_text(early)}",
+            better(early, +1),
+            **_interval(early),
+        )
+    )
+    flipped = {**late, "diff": -late["diff"], "low": -late["high"], "high": -late["low"]}
     claims.append(
         _claim(
             "c_length_plateau",
-            "(c) Longer cooldowns help up to about 20% of the run, then plateau",
-            f"{ks[0]:.0%} -> {mid:.0%}: {early:+.4f}, {mid:.0%} -> {ks[-1]:.0%}: {late:+.4f} nats/token "
-            f"gained; {n}",
-            verdict,
-            gain_to_20=early,
-            gain_after_20=late,
+            f"(c) ... and the gain plateaus: a {max(p.lengths):.0%} cooldown does not beat the "
+            f"{mid} one by more than the margin ({margin} nats/token)",
+            f"{max(p.lengths):.0%} - {mid}: {interval_text(late)}",
+            not_worse(flipped, margin),
+            **_interval(late),
+            margin=margin,
         )
     )
 
-    swa_gain = d["constant"] - d["constant_swa"]
+    swa = d["swa_vs_constant"]
     claims.append(
         _claim(
             "d_swa_improves_constant",
-            "(d) SWA on the constant-LR run improves its loss a lot",
-            f"constant {d['constant']:.4f} -> SWA {d['constant_swa']:.4f} "
-            f"({d['lawa_name']}: {d['constant_lawa']:.4f}) nats/token; {n}",
-            _better(swa_gain, noise),
-            gain=swa_gain,
+            "(d) SWA on the constant-LR run improves its loss",
+            f"SWA - constant: {interval_text(swa)} (seed {a['seeds'][0]}: {d['constant']:.4f} -> "
+            f"{d['constant_swa']:.4f}; {d['lawa_name']} {d['constant_lawa']:.4f})",
+            better(swa, -1),
+            **_interval(swa),
         )
     )
-    gap = d["constant_swa"] - d["cooldown"]
+    gap = d["swa_vs_cooldown"]
     claims.append(
         _claim(
             "d_swa_below_cooldown",
             "(d) ... but SWA does not reach the cooldown",
-            f"SWA {d['constant_swa']:.4f} vs cooldown {d['cooldown']:.4f}: gap {gap:+.4f} nats/token; "
-            f"SWA on cosine {d['cosine_swa']:.4f} vs cosine {d['cosine']:.4f}; {n}",
-            _better(gap, noise),
-            gap=gap,
+            f"SWA - cooldown: {interval_text(gap)}; on cosine: SWA {d['cosine_swa']:.4f} vs "
+            f"{d['cosine']:.4f}",
+            better(gap, +1),
+            **_interval(gap),
         )
     )
 
     sf = e["schedule_free"]
     keys = list(sf)
-    sf_gain = sf[keys[0]] - sf[keys[-1]]
+    betas = e["betas"]
     claims.append(
         _claim(
             "e_sf_betas",
             f"(e) Schedule-free AdamW: betas ({keys[-1]}) beat ({keys[0]})",
-            f"({keys[0]}) {sf[keys[0]]:.4f} vs ({keys[-1]}) {sf[keys[-1]]:.4f} nats/token; {n}",
-            _better(sf_gain, noise),
-            gain=sf_gain,
+            f"({keys[-1]}) - ({keys[0]}): {interval_text(betas)} at {e['budget']} steps, peak "
+            f"LR {e['lr']:g}",
+            better(betas, -1),
+            **_interval(betas),
         )
     )
-    best_sf = min(sf.values())
+    csf = e["cooldown_vs_sf"]
     claims.append(
         _claim(
             "e_cooldown_matches_sf",
-            "(e) The cooldown matches or beats schedule-free AdamW",
-            f"cooldown {e['cooldown']:.4f} vs best schedule-free {best_sf:.4f} nats/token; {n}",
-            _matches(e["cooldown"] - best_sf, noise),
-            excess=e["cooldown"] - best_sf,
+            f"(e) The cooldown matches or beats schedule-free AdamW (margin {margin} nats/token)",
+            f"cooldown - schedule-free ({e['best_schedule_free']}): {interval_text(csf)}",
+            not_worse(csf, margin),
+            **_interval(csf),
+            margin=margin,
         )
     )
 
     f = res["f"]["val_loss"]
     bumps = max(max(0.0, f[i + 1] - f[i]) for i in range(len(f) - 1))
-    tol = noise if math.isfinite(noise) else 0.0
     claims.append(
         _claim(
             "f_interpolation_smooth",
-            "(f) Loss drops smoothly along the straight line from the pre- to the post-cooldown weights",
-            f"loss {f[0]:.4f} -> {f[-1]:.4f} nats/token over {len(f)} points; largest rise between "
-            f"neighbours {bumps:.4f}",
-            HELD if f[-1] < f[0] and bumps <= tol else NOT_HELD,
+            "(f) Loss drops smoothly along the straight line from the pre- to the post-cooldown "
+            "weights",
+            f"loss {f[0]:.4f} -> {f[-1]:.4f} nats/token over {len(f)} points; largest rise "
+            f"between neighbours {bumps:.4f} (one deterministic evaluation on fixed validation "
+            "windows: no noise model)",
+            HELD if f[-1] < f[0] and bumps == 0 else NOT_HELD,
             largest_rise=bumps,
         )
     )
 
     g = res["g"]
-    fits = res["g_fits"]
     comp = g["compute_by_method"]
     ratio = comp["cooldown"] / comp["cosine"]
-    pairs = {}
-    for x in g["points"]:
-        pairs.setdefault((x["size"], x["steps"]), {})[x["method"]] = x["loss"]
-    dl = [v["cooldown"] - v["cosine"] for v in pairs.values()]
-    mean_dl = sum(dl) / len(dl)
+    dl = g["cooldown_vs_cosine"]
+    fits = res["g_fits"]
+    matched = not_worse(dl, margin)
     claims.append(
         _claim(
             "g_scaling_cheaper",
-            "(g) Cooldown branches give the scaling points of cosine runs for about half the compute",
-            f"compute ratio {ratio:.2f} ({g['flop_convention']} FLOPs); mean loss difference "
-            f"(cooldown - cosine) {mean_dl:+.4f} nats/token over {len(dl)} points; fitted a (N* ~ C^a): "
-            f"cosine {fits['cosine']['a_params_exponent']:.2f}, "
-            f"cooldown {fits['cooldown']['a_params_exponent']:.2f}; {n}",
-            HELD
-            if ratio < 0.7 and _matches(mean_dl, noise) == HELD
-            else (INCONCLUSIVE if not math.isfinite(noise) else NOT_HELD),
+            "(g) Cooldown branches give the scaling points of cosine runs (non-inferior, margin "
+            f"{margin}) for well under the compute (ratio < 0.7)",
+            f"compute ratio {ratio:.2f} ({g['flop_convention']} FLOPs); cooldown - cosine over "
+            f"the sweep's points: {interval_text(dl)}; fitted a (N* ~ C^a): cosine "
+            f"{fits['cosine']['a_params_exponent']:.2f}, cooldown "
+            f"{fits['cooldown']['a_params_exponent']:.2f}",
+            matched if ratio < 0.7 else NOT_HELD,
             compute_ratio=ratio,
-            mean_loss_difference=mean_dl,
+            **_interval(dl),
         )
     )
 
@@ -218,11 +248,11 @@ def _prediction_claims(h: dict) -> list[dict]:
                 worst_error=worst,
             )
         )
-    far = errors("cosine at 2x LR")
+    far = errors("cosine at another LR")
     claims.append(
         _claim(
             "h_prediction_other_lr",
-            "(h) ... but not across peak LRs: the cosine runs of (a), at twice the fitted LR, are "
+            "(h) ... but not across peak LRs: the sweep's cosine runs at the other peak LRs are "
             "outside what a law fitted at one LR can know (it has no term for the LR's own effect "
             "beyond its area)",
             f"final logged val_loss: {summary(far)}",

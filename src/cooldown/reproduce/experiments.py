@@ -1,10 +1,12 @@
 """The paper's experiments (a)-(h) in miniature: which runs each needs, and what it measured.
 
-`plan_tasks(preset, runs_root)` lists every run (cosine baselines, constant runs, their cooldown
-branches, schedule-free runs, the scaling sweep); `collect(preset, runs_root)` reads the finished
-runs and returns one JSON-ready dict per experiment, with the numbers the claims check. Losses are
-final full-validation losses in nats/token; compute is training FLOPs under the chinchilla
-convention (paper-facts section 4).
+`plan_sweep` lists the LR sweep that comes first; `best_lrs` reads it; `plan_tasks(preset,
+runs_root, lr_cos, lr_con)` then lists every other run (cosine baselines, constant runs, their
+cooldown branches, schedule-free runs, the scaling sweep) at those LRs; `collect` reads the
+finished runs and returns one JSON-ready dict per experiment, with the numbers and the paired
+differences the claims are judged on. Losses are the final weights' loss on the paired validation
+tokens (`cooldown.reproduce.evidence`) in nats/token; compute is training FLOPs under the
+chinchilla convention (paper-facts section 4).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
+from cooldown.config import load_run_config
+from cooldown.configio import read_toml
+from cooldown.flops import training_flops
+from cooldown.metrics import read_metrics
+from cooldown.reproduce.evidence import Evidence
 from cooldown.reproduce.plan import (
     Task,
     branch_config,
@@ -21,6 +26,7 @@ from cooldown.reproduce.plan import (
     cosine_config,
 )
 from cooldown.reproduce.presets import Preset
+from cooldown.shapes import param_count
 
 CONVENTION = "chinchilla"
 
@@ -33,78 +39,136 @@ def _branch_key(parent: str, step: int, k: int, shape: str) -> str:
     return f"{parent}-br/s{step}-{shape}-k{k}"
 
 
-def plan_tasks(p: Preset, runs_root: Path) -> list[Task]:
-    tasks: list[Task] = []
-    big = p.budgets[-1]
+def cosine_key(budget: int, lr: float, seed: int) -> str:
+    return f"a/cosine-{budget}-lr{lr:g}-seed{seed}"
 
-    def add_branches(parent: Task, points: list[tuple[int, int, str]], experiment: str):
-        for step, k, shape in points:
-            key = _branch_key(parent.key, step, k, shape)
-            if any(t.key == key for t in tasks):
-                continue
-            cfg = branch_config(parent.config, runs_root / parent.key, step, k, shape)
-            tasks.append(Task(key, experiment, cfg, parent.key, k, [parent.key]))
+
+def constant_key(budget: int, lr: float, seed: int) -> str:
+    return f"a/constant-{budget}-lr{lr:g}-seed{seed}"
+
+
+def sweep_trunk_key(lr: float) -> str:
+    return f"sweep/constant-lr{lr:g}"
+
+
+def sf_key(betas: tuple[float, float], lr: float) -> str:
+    return f"e/schedule-free-b{betas[0]}-{betas[1]}-lr{lr:g}"
+
+
+def _add_branches(tasks: list[Task], parent: Task, points, experiment: str, runs_root: Path):
+    for step, k, shape in points:
+        key = _branch_key(parent.key, step, k, shape)
+        if any(t.key == key for t in tasks):
+            continue
+        cfg = branch_config(parent.config, runs_root / parent.key, step, k, shape)
+        tasks.append(Task(key, experiment, cfg, parent.key, k, [parent.key]))
+
+
+def plan_sweep(p: Preset, runs_root: Path) -> list[Task]:
+    """The LR sweep of (a): at `p.lr_sweep_budget`, one cosine run and one constant run with its
+    20% cooldown per LR of `p.lr_grid` (first seed). The cosine runs are named like the main runs,
+    so the best one is reused by (a)."""
+    b, s0 = p.lr_sweep_budget, p.seeds[0]
+    start = _cool_start(b, p.cooldown_frac)
+    tasks: list[Task] = []
+    for lr in p.lr_grid:
+        tasks.append(
+            Task(cosine_key(b, lr, s0), "a-sweep", cosine_config(p, b, lr=lr, seed=s0), steps=b)
+        )
+        trunk = Task(
+            sweep_trunk_key(lr),
+            "a-sweep",
+            constant_config(p, start, lr=lr, branch_at=[start], seed=s0),
+            steps=start,
+        )
+        tasks.append(trunk)
+        _add_branches(tasks, trunk, [(start, b - start, p.main_shape)], "a-sweep", runs_root)
+    return tasks
+
+
+def sweep_branch_key(p: Preset, lr: float) -> str:
+    b = p.lr_sweep_budget
+    start = _cool_start(b, p.cooldown_frac)
+    return _branch_key(sweep_trunk_key(lr), start, b - start, p.main_shape)
+
+
+def plan_tasks(p: Preset, runs_root: Path, lr_cos: float, lr_con: float) -> list[Task]:
+    """Every run of (a)-(h) at the LRs the sweep chose (cosine `lr_cos`, constant `lr_con`)."""
+    tasks: list[Task] = []
+    big, mid, s0 = p.budgets[-1], p.budgets[len(p.budgets) // 2], p.seeds[0]
+
+    def add(task: Task) -> None:
+        if all(t.key != task.key for t in tasks):
+            tasks.append(task)
 
     for seed in p.seeds:
-        first = seed == p.seeds[0]
+        first = seed == s0
         for b in p.budgets:
-            swa = first and b == big
-            cfg = cosine_config(p, b, lr=p.lr_cosine, seed=seed, swa=swa)
-            tasks.append(Task(f"a/cosine-{b}-seed{seed}", "a,d" if swa else "a", cfg, steps=b))
+            swa = b == big
+            cfg = cosine_config(p, b, lr=lr_cos, seed=seed, swa=swa)
+            add(Task(cosine_key(b, lr_cos, seed), "a,d" if swa else "a", cfg, steps=b))
+        # Every seed: the main cooldown at each budget, and the linear one at the largest (the
+        # (b) pair is compared across seeds); the first seed also every other shape and length.
         points = [(_cool_start(b, p.cooldown_frac), b, p.main_shape) for b in p.budgets]
+        points.append((_cool_start(big, p.cooldown_frac), big, "linear"))
         if first:
             points += [(_cool_start(big, p.cooldown_frac), big, s) for s in p.shapes]
             points += [(_cool_start(big, f), big, p.main_shape) for f in p.lengths]
-        points = [(s, b - s, shape) for s, b, shape in points]
+        points = list(dict.fromkeys((s, b - s, shape) for s, b, shape in points))
         const = Task(
-            f"a/constant-{big}-seed{seed}",
-            "a-d,f" if first else "a",
+            constant_key(big, lr_con, seed),
+            "a-d,f",
             constant_config(
-                p, big, lr=p.lr_constant, branch_at=[s for s, _, _ in points], seed=seed, swa=first
+                p, big, lr=lr_con, branch_at=[s for s, _, _ in points], seed=seed, swa=True
             ),
             steps=big,
         )
-        tasks.append(const)
-        add_branches(const, points, "a-c")
+        add(const)
+        _add_branches(tasks, const, points, "a-c", runs_root)
 
     # (h): cosine runs at the constant run's peak LR, the LR a law fitted on that run knows
-    # (the (a) cosine runs use twice it, which the laws have no term for).
+    # (the same folders as (a)'s when the sweep chose one LR for both).
     for b in p.budgets:
-        cfg = cosine_config(p, b, lr=p.lr_constant, seed=p.seeds[0])
-        tasks.append(Task(f"h/cosine-{b}", "h", cfg, steps=b))
+        cfg = cosine_config(p, b, lr=lr_con, seed=s0)
+        add(Task(cosine_key(b, lr_con, s0), "h", cfg, steps=b))
 
-    for b1, b2 in p.sf_betas:
-        cfg = constant_config(p, big, lr=p.lr_cosine, branch_at=[], seed=p.seeds[0])
-        cfg["optim"].update(name="schedule-free", betas=[b1, b2])
-        tasks.append(Task(f"e/schedule-free-b{b1}-{b2}", "e", cfg, steps=big))
+    # (e) at the middle budget, against the cooldown of that budget.
+    for betas in p.sf_betas:
+        cfg = constant_config(p, mid, lr=lr_cos, branch_at=[], seed=s0)
+        cfg["optim"].update(name="schedule-free", betas=list(betas))
+        add(Task(sf_key(betas, lr_cos), "e", cfg, steps=mid))
 
+    ratio = lr_con / lr_cos
     for size in p.scaling:
         model = size.model
         train = {"batch_size": size.batch_size} if size.batch_size else {}
         if p.scaling_eval_interval:
             interval = p.scaling_eval_interval
             train.update(eval_interval=interval, log_interval=interval)
+        lr = size.lr or p.scaling_lr
         for b in size.budgets:
-            cfg = cosine_config(p, b, lr=size.lr or p.scaling_lr, model=model)
+            cfg = cosine_config(p, b, lr=lr, model=model)
             cfg["train"].update(train)
-            tasks.append(Task(f"g/{size.name}/cosine-{b}", "g", cfg, steps=b))
+            add(Task(f"g/{size.name}/cosine-{b}-lr{lr:g}", "g", cfg, steps=b))
         points = [(_cool_start(b, p.cooldown_frac), b) for b in size.budgets]
         const = Task(
-            f"g/{size.name}/constant",
+            scaling_trunk_key(size.name, lr * ratio),
             "g",
             constant_config(
-                p,
-                points[-1][0],
-                lr=(size.lr or p.scaling_lr) / 2,
-                branch_at=[s for s, _ in points],
-                model=model,
+                p, points[-1][0], lr=lr * ratio, branch_at=[s for s, _ in points], model=model
             ),
             steps=points[-1][0],
         )
         const.config["train"].update(train)
-        tasks.append(const)
-        add_branches(const, [(s, b - s, p.scaling_shape) for s, b in points], "g")
+        add(const)
+        _add_branches(
+            tasks, const, [(s, b - s, p.scaling_shape) for s, b in points], "g", runs_root
+        )
     return tasks
+
+
+def scaling_trunk_key(size: str, lr: float) -> str:
+    return f"g/{size}/constant-lr{lr:g}"
 
 
 # --- reading finished runs --------------------------------------------------------------------
@@ -114,18 +178,9 @@ def manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
 
 
-def final_loss(run_dir: Path, which: str = "") -> float:
-    value = manifest(run_dir).get(f"final_val_loss{'_' + which if which else ''}")
-    return float(value) if value is not None else float("nan")
-
-
 def curve(run_dir: Path) -> dict:
     """Logged (step, val_loss, lr) of a run, its parent's up to the branch point first."""
-    from cooldown.metrics import read_metrics
-
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]
-    from cooldown.configio import read_toml
-
     cfg = read_toml(run_dir / "config.toml").get("parent") or {}
     parent_dir, step = cfg.get("run_dir"), cfg.get("step")
     if parent_dir:
@@ -136,91 +191,134 @@ def curve(run_dir: Path) -> dict:
     return {"rows": [(r["step"], r["val_loss"], r.get("lr")) for r in rows]}
 
 
-def _spread(values: list[float]) -> float:
-    return float(max(values) - min(values)) if len(values) > 1 else float("nan")
-
-
-def collect(p: Preset, runs_root: Path) -> dict:
-    """Every experiment's numbers (JSON-ready), from the finished runs of `plan_tasks`."""
-    r = runs_root
-    big = p.budgets[-1]
-    s0 = p.seeds[0]
-
-    def const(seed):
-        return r / f"a/constant-{big}-seed{seed}"
-
-    def br(seed, b, frac, shape):
-        step = _cool_start(b, frac)
-        return r / _branch_key(f"a/constant-{big}-seed{seed}", step, b - step, shape)
-
-    out: dict = {}
-    rows = []
-    for b in p.budgets:
-        cos = [final_loss(r / f"a/cosine-{b}-seed{s}") for s in p.seeds]
-        cool = [final_loss(br(s, b, p.cooldown_frac, p.main_shape)) for s in p.seeds]
-        rows.append(
-            {
-                "steps": b,
-                "cosine": cos,
-                "cooldown": cool,
-                "difference": [c - k for c, k in zip(cool, cos, strict=True)],
-            }
-        )
-    # The ablations all end at the largest budget: its seed spread is their noise.
-    spreads = [_spread(rows[-1][k]) for k in ("cosine", "cooldown")]
-    noise = float(np.nanmax(spreads)) if len(p.seeds) > 1 else float("nan")
-    out["a"] = {
-        "budgets": rows,
-        "seeds": list(p.seeds),
-        "noise": noise,
-        "constant_final": [final_loss(const(s)) for s in p.seeds],
-        "tokens_per_step": p.batch_size * p.seq_len,
-    }
-    out["b"] = {"shapes": {s: final_loss(br(s0, big, p.cooldown_frac, s)) for s in p.shapes}}
-    out["c"] = {"lengths": {str(f): final_loss(br(s0, big, f, p.main_shape)) for f in p.lengths}}
-    lawa = f"lawa{max(p.lawa_windows)}"
-    out["d"] = {
-        "constant": final_loss(const(s0)),
-        "constant_swa": final_loss(const(s0), "swa"),
-        "constant_lawa": final_loss(const(s0), lawa),
-        "cosine": final_loss(r / f"a/cosine-{big}-seed{s0}"),
-        "cosine_swa": final_loss(r / f"a/cosine-{big}-seed{s0}", "swa"),
-        "cosine_lawa": final_loss(r / f"a/cosine-{big}-seed{s0}", lawa),
-        "cooldown": final_loss(br(s0, big, p.cooldown_frac, p.main_shape)),
-        "lawa_name": lawa,
-        "swa_window": p.swa_window,
-    }
-    out["e"] = {
-        "schedule_free": {
-            f"{b1},{b2}": final_loss(r / f"e/schedule-free-b{b1}-{b2}") for b1, b2 in p.sf_betas
-        },
-        "cooldown": out["d"]["cooldown"],
-        "cosine": out["d"]["cosine"],
-    }
-    out["curves"] = {
-        "cosine": curve(r / f"a/cosine-{big}-seed{s0}"),
-        "constant": curve(const(s0)),
-        "cooldown": curve(br(s0, big, p.cooldown_frac, p.main_shape)),
-        **{
-            f"schedule-free {k}": curve(r / f"e/schedule-free-b{k.replace(',', '-')}")
-            for k in out["e"]["schedule_free"]
-        },
-    }
-    out["g"] = collect_scaling(p, r)
+def best_lrs(p: Preset, ev: Evidence) -> dict:
+    """The sweep's losses per LR (with each mean's document interval) and each schedule's best LR
+    (lowest mean loss on the paired validation tokens)."""
+    b, s0 = p.lr_sweep_budget, p.seeds[0]
+    out: dict = {"budget": b, "lrs": list(p.lr_grid)}
+    for name, key in (
+        ("cosine", lambda lr: cosine_key(b, lr, s0)),
+        ("constant", lambda lr: sweep_branch_key(p, lr)),
+    ):
+        rows = [{"lr": lr, **ev.mean_interval(key(lr))} for lr in p.lr_grid]
+        best = min(rows, key=lambda r: r["loss"])["lr"]
+        for r in rows:  # each LR against the best, on the same documents (the paired interval)
+            r["vs_best"] = ev.difference(key(best), key(r["lr"]))
+        out[name] = rows
+        out[f"best_{name}"] = best
+    best = out["best_constant"]
+    out["constant_vs_cosine_at_best"] = ev.difference(
+        cosine_key(b, out["best_cosine"], s0), sweep_branch_key(p, best)
+    )
     return out
 
 
-def collect_scaling(p: Preset, r: Path) -> dict:
-    from cooldown.config import load_run_config
-    from cooldown.flops import training_flops
-    from cooldown.shapes import param_count
+def collect(p: Preset, runs_root: Path, ev: Evidence, lrs: dict) -> dict:
+    """Every experiment's numbers (JSON-ready), from the finished runs of `plan_tasks`."""
+    lr_cos, lr_con = lrs["best_cosine"], lrs["best_constant"]
+    big, mid, s0 = p.budgets[-1], p.budgets[len(p.budgets) // 2], p.seeds[0]
+    seeds = list(p.seeds)
 
+    def const(seed: int) -> str:
+        return constant_key(big, lr_con, seed)
+
+    def br(seed: int, b: int, frac: float, shape: str) -> str:
+        step = _cool_start(b, frac)
+        return _branch_key(const(seed), step, b - step, shape)
+
+    out: dict = {"sweep": lrs}
+    rows = []
+    for b in p.budgets:
+        cos = [cosine_key(b, lr_cos, s) for s in seeds]
+        cool = [br(s, b, p.cooldown_frac, p.main_shape) for s in seeds]
+        rows.append(
+            {
+                "steps": b,
+                "cosine": [ev.loss(k) for k in cos],
+                "cooldown": [ev.loss(k) for k in cool],
+                "difference": ev.difference(cos, cool),
+            }
+        )
+    out["a"] = {
+        "budgets": rows,
+        "seeds": seeds,
+        "lr_cosine": lr_cos,
+        "lr_constant": lr_con,
+        "constant_final": [ev.loss(const(s)) for s in seeds],
+        "tokens_per_step": p.batch_size * p.seq_len,
+    }
+    main = br(s0, big, p.cooldown_frac, p.main_shape)
+    out["b"] = {
+        "shapes": {s: ev.loss(br(s0, big, p.cooldown_frac, s)) for s in p.shapes},
+        "vs_main": {
+            s: ev.difference(main, br(s0, big, p.cooldown_frac, s))
+            for s in p.shapes
+            if s != p.main_shape
+        },
+        "main_vs_linear": ev.difference(
+            [br(s, big, p.cooldown_frac, "linear") for s in seeds],
+            [br(s, big, p.cooldown_frac, p.main_shape) for s in seeds],
+        ),
+    }
+    out["c"] = {
+        "lengths": {str(f): ev.loss(br(s0, big, f, p.main_shape)) for f in p.lengths},
+        "vs_main": {
+            str(f): ev.difference(main, br(s0, big, f, p.main_shape))
+            for f in p.lengths
+            if f != p.cooldown_frac
+        },
+    }
+    lawa = f"lawa{max(p.lawa_windows)}"
+    trunks = [const(s) for s in seeds]
+    cooled = [br(s, big, p.cooldown_frac, p.main_shape) for s in seeds]
+    cos_big = cosine_key(big, lr_cos, s0)
+    out["d"] = {
+        "constant": ev.loss(const(s0)),
+        "constant_swa": ev.loss(const(s0), "swa"),
+        "constant_lawa": ev.loss(const(s0), lawa),
+        "cosine": ev.loss(cos_big),
+        "cosine_swa": ev.loss(cos_big, "swa"),
+        "cosine_lawa": ev.loss(cos_big, lawa),
+        "cooldown": ev.loss(main),
+        "swa_vs_constant": ev.difference(trunks, trunks, b_weights="swa"),
+        "swa_vs_cooldown": ev.difference(cooled, trunks, b_weights="swa"),
+        "lawa_name": lawa,
+        "swa_window": p.swa_window,
+    }
+    sf = {f"{b1},{b2}": sf_key((b1, b2), lr_cos) for b1, b2 in p.sf_betas}
+    sf_loss = {k: ev.loss(v) for k, v in sf.items()}
+    best_sf = min(sf_loss, key=sf_loss.get)
+    cool_mid = br(s0, mid, p.cooldown_frac, p.main_shape)
+    keys = list(sf)
+    out["e"] = {
+        "budget": mid,
+        "lr": lr_cos,
+        "schedule_free": sf_loss,
+        "betas": ev.difference(sf[keys[0]], sf[keys[-1]]),
+        "cooldown": ev.loss(cool_mid),
+        "cosine": ev.loss(cosine_key(mid, lr_cos, s0)),
+        "best_schedule_free": best_sf,
+        "cooldown_vs_sf": ev.difference(sf[best_sf], cool_mid),
+    }
+    out["curves"] = {
+        "cosine": curve(runs_root / cos_big),
+        "constant": curve(runs_root / const(s0)),
+        "cooldown": curve(runs_root / main),
+        **{f"schedule-free {k}": curve(runs_root / v) for k, v in sf.items()},
+    }
+    out["g"] = collect_scaling(p, runs_root, ev, lr_con / lr_cos)
+    return out
+
+
+def collect_scaling(p: Preset, r: Path, ev: Evidence, ratio: float) -> dict:
     points = []
     compute = {"cosine": 0.0, "cooldown": 0.0}
+    pairs: tuple[list[str], list[str]] = ([], [])
     for size in p.scaling:
-        const_dir = r / f"g/{size.name}/constant"
-        cfg = load_run_config(const_dir / "config.toml")
-        vocab = manifest(const_dir).get("vocab_size") or cfg.model.vocab_size
+        lr = size.lr or p.scaling_lr
+        trunk = scaling_trunk_key(size.name, lr * ratio)
+        cfg = load_run_config(r / trunk / "config.toml")
+        vocab = manifest(r / trunk).get("vocab_size") or cfg.model.vocab_size
         model = cfg.model.with_vocab(int(vocab)) if vocab else cfg.model
         n = param_count(model)
         tps = cfg.train.tokens_per_step
@@ -231,10 +329,13 @@ def collect_scaling(p: Preset, r: Path) -> dict:
         compute["cooldown"] += flops(cfg.total_steps)
         for b in size.budgets:
             step = _cool_start(b, p.cooldown_frac)
-            branch = r / _branch_key(f"g/{size.name}/constant", step, b - step, p.scaling_shape)
+            branch = _branch_key(trunk, step, b - step, p.scaling_shape)
+            cosine = f"g/{size.name}/cosine-{b}-lr{lr:g}"
             compute["cosine"] += flops(b)
             compute["cooldown"] += flops(b - step)
-            for method, d in (("cosine", r / f"g/{size.name}/cosine-{b}"), ("cooldown", branch)):
+            pairs[0].append(cosine)
+            pairs[1].append(branch)
+            for method, key in (("cosine", cosine), ("cooldown", branch)):
                 points.append(
                     {
                         "size": size.name,
@@ -243,7 +344,14 @@ def collect_scaling(p: Preset, r: Path) -> dict:
                         "tokens": b * tps,
                         "compute_flops": flops(b),
                         "method": method,
-                        "loss": final_loss(d),
+                        "loss": ev.loss(key),
+                        "run": key,
                     }
                 )
-    return {"points": points, "compute_by_method": compute, "flop_convention": CONVENTION}
+    return {
+        "points": points,
+        "compute_by_method": compute,
+        "flop_convention": CONVENTION,
+        # cooldown - cosine over the grid's points, resampling points and documents.
+        "cooldown_vs_cosine": ev.difference(*pairs, pairs="points"),
+    }

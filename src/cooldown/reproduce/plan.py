@@ -36,7 +36,7 @@ def base_config(p: Preset, *, model: dict | None = None, seed: int = 0) -> dict:
     return {
         "model": dict(model or p.model),
         "data": dict(p.data),
-        "optim": {"lr": p.lr_cosine},
+        "optim": {},
         "train": {
             "batch_size": p.batch_size,
             "seq_len": p.seq_len,
@@ -49,6 +49,10 @@ def base_config(p: Preset, *, model: dict | None = None, seed: int = 0) -> dict:
             "checkpoint_interval": max(p.eval_interval * 4, 100),
             "keep_last": 1,
             "progress": False,
+            # The final loss every claim uses is the paired evaluation the worker runs after
+            # training (`cooldown.reproduce.evidence`); a full pass over ~300 documents would
+            # cost more than a small run's training.
+            "final_full_eval": False,
         },
     }
 
@@ -124,27 +128,35 @@ def _init_worker() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _train(config: dict, run_dir: str) -> float | None:
+def _train(config: dict, run_dir: str, p: Preset) -> float:
+    """Train one run, then evaluate its final weights (and each average it keeps) on the paired
+    validation tokens; returns the weights' loss there."""
     from cooldown.config import RunConfig
+    from cooldown.reproduce.evidence import evaluate_run
     from cooldown.train import train
 
+    cfg = RunConfig.model_validate(config)
     # The trainer's own status lines would bury the progress lines of the reproduction; warnings
     # go to stderr and still show.
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        return train(RunConfig.model_validate(config), run_dir).final_val_loss
+        train(cfg, run_dir)
+    for weights in cfg.averaging.names:
+        evaluate_run(p, Path(run_dir), weights)
+    return float(evaluate_run(p, Path(run_dir)).mean)
 
 
-def run_tasks(tasks: list[Task], runs_root: Path, workers: int, log=print) -> None:
+def run_tasks(tasks: list[Task], runs_root: Path, p: Preset, log=print) -> None:
     """Train every task not yet complete, parents before their branches, `workers` at a time."""
     todo = {t.key: t for t in tasks if not is_complete(runs_root / t.key)}
     if not todo:
         return
     total, done = len(todo), 0
+    workers = p.workers
     log(f"  training {total} run(s) with {workers} worker(s)")
     if workers <= 1:
         for t in _ordered(todo):
             t0 = time.perf_counter()
-            loss = _train(t.config, str(runs_root / t.key))
+            loss = _train(t.config, str(runs_root / t.key), p)
             done += 1
             log(_line(done, total, t, loss, time.perf_counter() - t0))
         return
@@ -158,7 +170,7 @@ def run_tasks(tasks: list[Task], runs_root: Path, workers: int, log=print) -> No
                     break
                 if any(d in todo or d in {r.key for r, _ in running.values()} for d in t.deps):
                     continue
-                fut = pool.submit(_train, t.config, str(runs_root / t.key))
+                fut = pool.submit(_train, t.config, str(runs_root / t.key), p)
                 running[fut] = (t, time.perf_counter())
                 del todo[t.key]
             finished, _ = wait(running, return_when=FIRST_COMPLETED)

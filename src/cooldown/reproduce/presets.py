@@ -1,11 +1,13 @@
-"""Sizes and budgets of `cooldown reproduce`: `smoke` (tests, < 2 min), `cpu` (the README's main
-job, ~10 min on 2 cores) and `paper` (the paper's grid, paper-facts section 3).
+"""Sizes and budgets of `cooldown reproduce`: `smoke` (tests, about a minute), `cpu` (the README's
+main job, within 15 min on 2 cores from a fresh clone) and `paper` (the paper's grid, paper-facts
+section 3).
 
 Budgets are in optimizer steps of `batch_size` x `seq_len` tokens. The ablations (a)-(f) share one
 model and three budgets; the constant-LR run goes to the largest budget and every cooldown branches
-from it. Learning rates come from pilot runs on the embedded corpus: tiny models far from
-convergence show no cooldown gain at low LR (the gain is the noise the cooldown removes), so the
-tiny presets use a high cosine peak with the constant LR at half of it, as the paper does.
+from it. The peak LR of each schedule is not fixed here: both cosine and constant + cooldown are
+swept over `lr_grid` at `sweep_budget` (the paper's LR-sensitivity design) and every later run of
+that schedule uses its own best LR. Every claim is then judged on the same validation documents
+(the first `val_doc_tokens` predicted tokens of each), by a paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ class ScalingSize:
     model: dict  # ModelConfig fields (a preset name or explicit shape)
     budgets: tuple[int, int, int]  # total steps of the three budgets
     batch_size: int | None = None  # sequences per step when not the preset's
-    lr: float | None = None  # cosine peak when not the preset's scaling_lr (constant: half)
+    # Cosine peak when not the preset's scaling_lr; the constant LR is it times the ratio of the
+    # best constant to the best cosine LR of the (a) sweep.
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class Preset:
     batch_size: int
     budgets: tuple[int, int, int]  # (a): total steps
     warmup_steps: int
-    lr_cosine: float  # cosine peak; the constant LR is half of it
-    seeds: tuple[int, ...]  # seeds of (a); the other ablations use the first
+    lr_grid: tuple[float, ...]  # peak LRs swept for cosine and for constant + cooldown
+    seeds: tuple[int, ...]  # seeds of (a) and of the linear / main-shape pair of (b)
     eval_interval: int
     eval_batches: int
     shapes: tuple[str, ...] = ("linear", "1-sqrt", "cosine", "mirror-cosine", "1-square")
@@ -58,17 +62,30 @@ class Preset:
     workers: int = 2
     precision: str = "fp32"
     device: str = "cpu"
+    sweep_budget: int | None = None  # the budget of the LR sweep (None: the smallest)
+    # The paired evaluation: every validation document's first `val_doc_tokens` predicted tokens,
+    # the same tokens for every run, resampled by document in the bootstrap.
+    val_doc_tokens: int = 256
+    n_boot: int = 2000
+    # Non-inferiority margin of the "matches" claims (nats/token): held when the 95% interval of
+    # (new - reference) lies below it, did not hold when it lies above it.
+    margin: float = 0.01
+    # Which comparison is the paper's "direction" and how the interval is read: see claims.py.
     extra: dict = field(default_factory=dict)
 
     @property
-    def lr_constant(self) -> float:
-        return self.lr_cosine / 2
+    def lr_sweep_budget(self) -> int:
+        return self.sweep_budget or self.budgets[0]
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 _TINY_DATA = {"source": "stdlib", "max_bytes": 1_500_000, "val_fraction": 0.1, "vocab_size": 512}
+# The whole embedded corpus (673 files, 11.4 MB of Python 3.11's stdlib): 45% of the documents held
+# out gives ~300 validation documents and ~2.9M training tokens, more than the largest run reads
+# (900 x 1,024 = 0.92M), so no run repeats data.
+_CPU_DATA = {"source": "stdlib", "val_fraction": 0.45, "vocab_size": 512}
 
 
 def _shape(layers: int, width: int, heads: int) -> dict:
@@ -83,7 +100,7 @@ SMOKE = Preset(
     batch_size=16,
     budgets=(40, 80, 120),
     warmup_steps=10,
-    lr_cosine=3e-2,
+    lr_grid=(1e-2, 3e-2),
     seeds=(0, 1),
     eval_interval=10,
     eval_batches=2,
@@ -97,30 +114,38 @@ SMOKE = Preset(
     fit_bootstrap=0,
     predict_bootstrap=0,
     scaling_eval_interval=4,
+    val_doc_tokens=64,
+    n_boot=200,
 )
 
 CPU = Preset(
     name="cpu",
-    data=_TINY_DATA,
-    # 4 layers x width 32 (about 70k parameters with the 512-token vocabulary). Pilots at 600
-    # steps: the best cosine peak of {3e-2, 1e-2, 3e-3} was 1e-2 for widths 16 and 32 and 3e-3
-    # for 48; tiny-0.05M (width 16) at its best cosine LR showed no cooldown gain, width 32 did.
-    model={**_shape(4, 32, 2), "max_seq_len": 64},
+    data=_CPU_DATA,
+    # 4 layers x width 64 (246k parameters with the 512-token vocabulary), fp32. Pilots on this
+    # 2-core CPU (issue 15 note): bf16 autocast ran at 0.65-1.02x fp32's tokens/s from 70k to
+    # 1.7M parameters, so fp32; width 64 costs ~1.5x width 32 per token (the step is overhead-
+    # bound at these sizes) and reached 3.60 vs 3.89 nats/token in the 300-step LR sweep, and
+    # three seeds of it fit the 15-minute budget. LR sweep pilot at 300 steps: cosine best 5e-3,
+    # constant + 20% 1-sqrt cooldown best 2.5e-3, both collapsing at 1e-2.
+    model={**_shape(4, 64, 4), "max_seq_len": 64},
     seq_len=64,
     batch_size=16,
     budgets=(300, 600, 900),
     warmup_steps=50,
-    lr_cosine=1e-2,
+    lr_grid=(1.25e-3, 2.5e-3, 5e-3, 1e-2),
     seeds=(0, 1, 2),
     eval_interval=50,
     eval_batches=8,
     swa_window=75,
     lawa_windows=(4,),
+    # Per-size cosine peaks from the 300-step pilots ({2.5e-3, 5e-3, 1e-2, 2e-2}): 4x32 best at
+    # 1e-2, 4x64 at 5e-3; 4x16 and 4x48 take their neighbour's. Each size's constant LR is its
+    # cosine peak times the ratio of the two best LRs of the (a) sweep.
     scaling=(
-        ScalingSize("4x16", {**_shape(4, 16, 1), "max_seq_len": 64}, (200, 400, 600), lr=1e-2),
-        ScalingSize("4x32", {**_shape(4, 32, 2), "max_seq_len": 64}, (200, 400, 600), lr=1e-2),
-        ScalingSize("4x48", {**_shape(4, 48, 3), "max_seq_len": 64}, (250, 500, 750), lr=3e-3),
-        ScalingSize("4x64", {**_shape(4, 64, 4), "max_seq_len": 64}, (250, 500, 750), lr=3e-3),
+        ScalingSize("4x16", {**_shape(4, 16, 1), "max_seq_len": 64}, (150, 300, 450), lr=1e-2),
+        ScalingSize("4x32", {**_shape(4, 32, 2), "max_seq_len": 64}, (150, 300, 450), lr=1e-2),
+        ScalingSize("4x48", {**_shape(4, 48, 3), "max_seq_len": 64}, (150, 300, 450), lr=5e-3),
+        ScalingSize("4x64", {**_shape(4, 64, 4), "max_seq_len": 64}, (150, 300, 450), lr=5e-3),
     ),
     scaling_eval_interval=25,
 )
@@ -138,7 +163,7 @@ PAPER = Preset(
     batch_size=200,
     budgets=(15_000, 25_000, 35_000),
     warmup_steps=300,
-    lr_cosine=2e-3,
+    lr_grid=(1e-3, 2e-3, 4e-3),
     seeds=(0,),
     eval_interval=500,
     eval_batches=32,
@@ -156,6 +181,7 @@ PAPER = Preset(
         ScalingSize("360M", {"preset": "360M"}, (25_000, 37_500, 50_000), batch_size=400),
     ),
     scaling_lr=2e-3,
+    val_doc_tokens=1024,
     fit_bootstrap=100,
     predict_bootstrap=50,
     workers=1,
