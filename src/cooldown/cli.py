@@ -28,6 +28,10 @@ study_app = typer.Typer(
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")
+benchmark_app = typer.Typer(
+    help="Loss-curve prediction benchmarks on published curves.", no_args_is_help=True
+)
+app.add_typer(benchmark_app, name="predict-benchmark")
 
 
 # --- schedule -------------------------------------------------------------------------------------
@@ -560,6 +564,29 @@ def predict_cmd(
 
         check = run_candidate(report.search[0], runs[0], run_best, peak_lr=peak_lr, loss=loss)
         print(check.text())
+
+
+@benchmark_app.command("mpl")
+def predict_benchmark_mpl(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for mpl.csv, mpl.md and mpl.png.")
+    ] = Path("out/predict-benchmark"),
+    law: Annotated[
+        str, typer.Option("--law", help="mpl (Multi-Power Law) or tissue (LR-annealing law).")
+    ] = "mpl",
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates (0: none, fastest).")
+    ] = 0,
+) -> None:
+    """Fit the law on the MPL paper's own GPU loss curves (25M/100M/400M) and predict the runs
+    left out, beside the paper's published errors."""
+    from cooldown.predict.mpl_benchmark import mpl_benchmark, output_folder
+
+    output_folder(out)  # a bad --out fails before the fits, not after
+    result = mpl_benchmark(law=law, n_bootstrap=bootstrap)
+    paths = result.write(out)
+    print(result.summary_markdown())
+    print("\n".join(str(p) for p in paths))
 
 
 # --- export and eval ------------------------------------------------------------------------------
