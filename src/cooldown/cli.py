@@ -577,13 +577,26 @@ def predict_benchmark_mpl(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates (0: none, fastest).")
     ] = 0,
+    size: Annotated[
+        Optional[list[str]],
+        typer.Option("--size", help="Model size, 25M, 100M or 400M (repeatable; default all)."),
+    ] = None,
+    split: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--split",
+            help="paper (fit cosine_24000 + constant_24000 + wsdcon_9) or wsd (constant_24000 + "
+            "wsd_20000_24000) (repeatable; default both).",
+        ),
+    ] = None,
 ) -> None:
     """Fit the law on the MPL paper's own GPU loss curves (25M/100M/400M) and predict the runs
     left out, beside the paper's published errors."""
-    from cooldown.predict.mpl_benchmark import mpl_benchmark, output_folder
+    from cooldown.predict.mpl_benchmark import mpl_benchmark, mpl_selection, output_folder
 
-    output_folder(out)  # a bad --out fails before the fits, not after
-    result = mpl_benchmark(law=law, n_bootstrap=bootstrap)
+    sizes, splits = mpl_selection(size, split)  # bad input fails before the fits
+    output_folder(out)
+    result = mpl_benchmark(sizes, splits, law, n_bootstrap=bootstrap)
     paths = result.write(out)
     print(result.summary_markdown())
     print("\n".join(str(p) for p in paths))

@@ -57,6 +57,7 @@ __all__ = [
     "mpl_benchmark",
     "mpl_example_dir",
     "mpl_lrs",
+    "mpl_selection",
     "output_folder",
     "run_to_run_difference",
 ]
@@ -408,6 +409,21 @@ def run_to_run_difference(curves: dict[str, LossCurve]) -> float:
     return float(np.mean(np.abs(a.losses[ia] - b.losses[ib]) / b.losses[ib]))
 
 
+def mpl_selection(
+    sizes: Optional[Sequence[str]] = None, splits: Optional[Sequence[str]] = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The model sizes and splits asked for (None: all), checked, each once, in order."""
+    sizes = tuple(dict.fromkeys(MPL_SIZES if sizes is None else sizes))
+    splits = tuple(dict.fromkeys(MPL_SPLITS if splits is None else splits))
+    bad = [s for s in sizes if s not in MPL_SIZES]
+    if bad or not sizes:
+        raise CooldownError(f"size: give some of {', '.join(MPL_SIZES)} (got {', '.join(bad)})")
+    bad = [s for s in splits if s not in MPL_SPLITS]
+    if bad or not splits:
+        raise CooldownError(f"split: give some of {', '.join(MPL_SPLITS)} (got {', '.join(bad)})")
+    return sizes, splits
+
+
 def output_folder(out: str | Path) -> Path:
     """Create the folder `out` (and its parents) for the benchmark's files, or say why not."""
     out = Path(out)
@@ -460,12 +476,7 @@ def mpl_benchmark(
     curves and predict the runs left out. `n_bootstrap` > 0 adds bootstrap intervals to the
     predictions (slower; off by default). Returns an `MPLBenchmark` (`.write(folder)` writes
     mpl.csv, mpl.md and mpl.png)."""
-    bad = [s for s in sizes if s not in MPL_SIZES]
-    if bad or not sizes:
-        raise CooldownError(f"sizes: give some of {', '.join(MPL_SIZES)} (got {list(sizes)})")
-    bad = [s for s in splits if s not in MPL_SPLITS]
-    if bad or not splits:
-        raise CooldownError(f"splits: give some of {', '.join(MPL_SPLITS)} (got {list(splits)})")
+    sizes, splits = mpl_selection(sizes, splits)
     start = time.perf_counter()
     results = []
     for split in splits:
