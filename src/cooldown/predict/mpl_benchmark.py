@@ -94,6 +94,10 @@ _PEAK_LR = 3e-4
 _END_LR = 3e-5
 _TWO_STAGE_TOTAL = 16000  # wsdcon runs: two-stage schedule of 16k steps (logged to ~14k)
 _TWO_STAGE_DROP = 8000
+# The fit merges the ~22k drop steps of a 24k-step cosine into at most this many groups per curve
+# (predictions are always exact). Measured on the paper split: the same errors as 1,024 groups
+# (fit_law's default) and as the exact sum, to 0.0001 percentage points, at a third of the time.
+FIT_TERMS = 256
 _LR_TOLERANCE = 1e-9  # relative: the logged LRs are the schedule's values printed in full
 
 
@@ -471,10 +475,12 @@ def mpl_benchmark(
     *,
     n_bootstrap: int = 0,
     seed: int = 0,
+    max_terms: Optional[int] = FIT_TERMS,
 ) -> MPLBenchmark:
     """Fit `law` ('mpl' or 'tissue') per model size and split (`MPL_SPLITS`) on the vendored MPL
     curves and predict the runs left out. `n_bootstrap` > 0 adds bootstrap intervals to the
-    predictions (slower; off by default). Returns an `MPLBenchmark` (`.write(folder)` writes
+    predictions (slower; off by default). `max_terms`: drop steps per curve beyond which the
+    fit merges the MPL's double sum into groups (`fit_law`; None: exact). Returns an `MPLBenchmark` (`.write(folder)` writes
     mpl.csv, mpl.md and mpl.png)."""
     sizes, splits = mpl_selection(sizes, splits)
     start = time.perf_counter()
@@ -484,7 +490,13 @@ def mpl_benchmark(
         for size in sizes:
             curves = load_mpl_curves(size)
             t0 = time.perf_counter()
-            fit = fit_law([curves[r] for r in fit_on], law, n_bootstrap=n_bootstrap, seed=seed)
+            fit = fit_law(
+                [curves[r] for r in fit_on],
+                law,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                max_terms=max_terms,
+            )
             seconds = time.perf_counter() - t0
             test = [c for name, c in curves.items() if name not in fit_on]
             noise = run_to_run_difference(curves)
