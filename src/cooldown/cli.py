@@ -592,9 +592,11 @@ def predict_benchmark_mpl(
 ) -> None:
     """Fit the law on the MPL paper's own GPU loss curves (25M/100M/400M) and predict the runs
     left out, beside the paper's published errors."""
+    from cooldown.predict.laws import get_law
     from cooldown.predict.mpl_benchmark import mpl_benchmark, mpl_selection, output_folder
 
-    sizes, splits = mpl_selection(size, split)  # bad input fails before the fits
+    get_law(law)  # bad input fails before the fits and before --out is made
+    sizes, splits = mpl_selection(size, split)
     output_folder(out)
     result = mpl_benchmark(sizes, splits, law, n_bootstrap=bootstrap)
     paths = result.write(out)

@@ -37,6 +37,10 @@ def plot_mpl_benchmark(benchmark, out: str | Path) -> Path:
                 ax_loss.plot(
                     predicted.steps, predicted.loss, "-", lw=1.0, color=color, label=curve.name
                 )
+                if predicted.low is not None:  # bootstrap 95% band, when asked for
+                    ax_loss.fill_between(
+                        predicted.steps, predicted.low, predicted.high, color=color, alpha=0.2, lw=0
+                    )
                 rel = 100 * (predicted.loss - curve.losses) / curve.losses
                 ax_err.plot(curve.steps, rel, "-", lw=0.9, color=color)
             # The first few thousand steps are far above the rest: show the part that differs.
@@ -58,7 +62,7 @@ def plot_mpl_benchmark(benchmark, out: str | Path) -> Path:
             ax_err.set_xlabel("step")
             ax_loss.legend(fontsize=6, title="points: measured, lines: predicted", title_fontsize=6)
     fig.suptitle(
-        f"{benchmark.law} law on the MPL paper's GPU runs (Luo et al. 2025): predicted runs "
-        "that were not fitted"
+        f"{benchmark.law} law on the MPL paper's GPU runs\n(Luo et al. 2025): runs not fitted",
+        fontsize=10,
     )
     return save_figure(fig, out)
