@@ -28,6 +28,10 @@ study_app = typer.Typer(
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")
+benchmark_app = typer.Typer(
+    help="Loss-curve prediction benchmarks on published curves.", no_args_is_help=True
+)
+app.add_typer(benchmark_app, name="predict-benchmark")
 
 
 # --- schedule -------------------------------------------------------------------------------------
@@ -615,6 +619,44 @@ def compare_cmd(
     print(result.text())
     print(result.csv_path)
     print(result.plot_path)
+
+
+@benchmark_app.command("mpl")
+def predict_benchmark_mpl(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for mpl.csv, mpl.md and mpl.png.")
+    ] = Path("out/predict-benchmark"),
+    law: Annotated[
+        str, typer.Option("--law", help="mpl (Multi-Power Law) or tissue (LR-annealing law).")
+    ] = "mpl",
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates (0: none, fastest).")
+    ] = 0,
+    size: Annotated[
+        Optional[list[str]],
+        typer.Option("--size", help="Model size, 25M, 100M or 400M (repeatable; default all)."),
+    ] = None,
+    split: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--split",
+            help="paper (fit cosine_24000 + constant_24000 + wsdcon_9) or wsd (constant_24000 + "
+            "wsd_20000_24000) (repeatable; default both).",
+        ),
+    ] = None,
+) -> None:
+    """Fit the law on the MPL paper's own GPU loss curves (25M/100M/400M) and predict the runs
+    left out, beside the paper's published errors."""
+    from cooldown.predict.laws import get_law
+    from cooldown.predict.mpl_benchmark import mpl_benchmark, mpl_selection, output_folder
+
+    get_law(law)  # bad input fails before the fits and before --out is made
+    sizes, splits = mpl_selection(size, split)
+    output_folder(out)
+    result = mpl_benchmark(sizes, splits, law, n_bootstrap=bootstrap)
+    paths = result.write(out)
+    print(result.summary_markdown())
+    print("\n".join(str(p) for p in paths))
 
 
 # --- export and eval ------------------------------------------------------------------------------
