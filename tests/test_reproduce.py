@@ -30,6 +30,7 @@ CLAIM_IDS = [
     "h_prediction",
     "h_prediction_other_lr",
     "h_search",
+    "h_real_curves",
 ]
 
 
@@ -112,6 +113,11 @@ def test_smoke_predicted_points_and_searched_cooldown(smoke):
     kept = [abs(r["relative_error"]) for r in h["rows"] if r["kind"] != "cosine at another LR"]
     assert h["mare"] == pytest.approx(sum(kept) / len(kept)) and h["worst"] == max(kept)
     assert len(h["fit_on"]) == 3 and len(h["one_branch"]["fit_on"]) == 2
+    # (h) on the MPL paper's curves: our fit of its split beside its published error.
+    real = res["real_curves"]["fits"]
+    assert {(f["split"], f["size"]) for f in real} == {("paper", "25M"), ("wsd", "25M")}
+    ours = next(f for f in real if f["split"] == "paper")
+    assert ours["paper_mean_rel_error"] == 0.0011 and 0 < ours["mean_rel_error"] < 0.01
     search = h["search"]
     logged = (result.out / "runs" / search["run"] / "metrics.jsonl").read_text().splitlines()
     assert json.loads(logged[-1])["val_loss"] == search["measured"]

@@ -24,6 +24,7 @@ SECTION_IDS = (
     "scaling",
     "compute",
     "prediction",
+    "real-curves",
     "claims",
 )
 
@@ -45,6 +46,17 @@ def _section(sid: str, title: str, body: str) -> str:
 
 def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
+
+
+def _markdown_table(md: str) -> str:
+    """A pipe table (header, rule, rows) as an HTML table."""
+    lines = [x.strip().strip("|").split("|") for x in md.strip().splitlines()]
+    head, rows = lines[0], lines[2:]
+
+    def row(cells, tag):
+        return "<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in cells) + "</tr>"
+
+    return "<table>" + row(head, "th") + "".join(row(r, "td") for r in rows) + "</table>"
 
 
 def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
@@ -367,6 +379,21 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         + "</table>"
     )
     sections.append(_section("prediction", "(h) Predicted vs measured cooldowns", body))
+
+    real = res["real_curves"]
+    sections.append(
+        _section(
+            "real-curves",
+            "(h) The same law on real GPU runs (Multi-Power Law paper)",
+            _p(
+                "Fitted on the MPL paper's own training split (and, apart, on a constant run + "
+                "one WSD cooldown), predicting its held-out runs; its published errors beside "
+                "ours (training loss in nats/token; curves: Luo et al. 2025, MIT)."
+            )
+            + _markdown_table(real["table"])
+            + _img(Path(real["figure"]), "MPL curves"),
+        )
+    )
 
     crow = "".join(
         f'<tr class="claim {c["verdict"].replace(" ", "-")}"><td>{html.escape(c["takeaway"])}'

@@ -137,6 +137,7 @@ def reproduce(
         interpolation,
         predicted_scaling,
         prediction,
+        real_curves,
         scaling_fits,
         search_winner,
         winner_key,
@@ -176,6 +177,8 @@ def reproduce(
     run_tasks([winner], runs, p, log)
     h["search"] = check_winner(p, runs, top, lrs)
     res["h"] = h
+    log("  (h) on real GPU curves: the law on the Multi-Power Law paper's runs")
+    res["real_curves"] = real_curves(p, out / "mpl")
     res["claims"] = check_claims(res, p)
     res["preset"] = p.name
     res["format"] = RESULTS_FORMAT

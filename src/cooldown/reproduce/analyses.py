@@ -264,3 +264,31 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict, ev: Evidence, lrs: di
         "errors": errors,
         "flop_convention": g["flop_convention"],
     }
+
+
+# --- (h) on real GPU curves: the MPL paper's own runs ------------------------------------------
+
+
+def real_curves(p: Preset, out_dir: Path) -> dict:
+    """The law fitted on the Multi-Power Law paper's GPU loss curves (its own training split, and
+    a constant run + one WSD cooldown), predicting the runs left out, beside the paper's
+    published errors; writes mpl.csv, mpl.md and mpl.png into `out_dir`."""
+    from cooldown.predict.mpl_benchmark import mpl_benchmark
+
+    bench = mpl_benchmark(p.real_curve_sizes)
+    bench.write(out_dir)
+    fits = [
+        {
+            "split": r.split,
+            "size": r.size,
+            "fit_on": list(r.fit.curve_names),
+            "test_runs": len(r.rows),
+            "mean_rel_error": r.mean_rel_error,
+            "mae": r.mae,
+            "paper_mean_rel_error": r.paper[0] if r.paper else None,
+            "paper_mae": r.paper[1] if r.paper else None,
+            "run_to_run": r.run_to_run,
+        }
+        for r in bench.results
+    ]
+    return {"fits": fits, "table": bench.summary_markdown(), "figure": str(out_dir / "mpl.png")}

@@ -70,6 +70,8 @@ class Preset:
     # Non-inferiority margin of the "matches" claims (nats/token): held when the 95% interval of
     # (new - reference) lies below it, did not hold when it lies above it.
     margin: float = 0.01
+    # Model sizes of the MPL paper's GPU curves the law is fitted on and checked against.
+    real_curve_sizes: tuple[str, ...] = ("25M", "100M", "400M")
     # Which comparison is the paper's "direction" and how the interval is read: see claims.py.
     extra: dict = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ SMOKE = Preset(
     scaling_eval_interval=4,
     val_doc_tokens=64,
     n_boot=200,
+    real_curve_sizes=("25M",),
 )
 
 CPU = Preset(
