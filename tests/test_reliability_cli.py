@@ -1,0 +1,137 @@
+"""Every usage error and every Ctrl-C is one clear outcome: click's usage message and exit 2, or
+one line and exit 130; the README's own example command works."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cooldown.checkpoint import list_checkpoints
+from cooldown.cli import main
+from cooldown.config import load_run_config
+from cooldown.errors import CooldownError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["interpolate", "a", "b", "--points", "1"], "Invalid value for '--points'"),
+        (["branch", "run", "--at", "1", "--length", "0"], "Invalid value for '--length'"),
+        (["study", "run", "study.toml", "--workers", "0"], "Invalid value for '--workers'"),
+        (["branch", "run", "--at", "abc"], "Invalid value for '--at'"),
+        (["train", "--bogus"], "No such option: --bogus"),
+        (["branch"], "Missing argument"),
+        (["trian"], "No such command 'trian'"),
+    ],
+)
+def test_usage_errors_print_the_usage_and_exit_2(argv, message, capsys):
+    """Typer raises its own copies of click's exceptions; they were tracebacks with exit 1."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: cooldown")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_read_only_file_system_is_one_line_naming_the_file(monkeypatch, capsys):
+    import cooldown.interpolate
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "/runs/x/interpolation.csv")
+
+    monkeypatch.setattr(cooldown.interpolate, "interpolate", read_only)
+    with pytest.raises(SystemExit) as info:
+        main(["interpolate", "a", "b"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "error: /runs/x/interpolation.csv: Read-only file system\n"
+
+
+def test_the_readme_example_switches_the_schedule_kind(capsys):
+    """`schedule.kind=constant` on tiny-wsd.toml said `schedule.cooldown_frac: Extra inputs are
+    not permitted`: the WSD-only fields are dropped, and one line says so."""
+    config = ROOT / "configs" / "tiny-wsd.toml"
+    cfg = load_run_config(config, ["optim.lr=3e-3", "schedule.kind=constant"])
+    sched = cfg.schedule.to_config()
+    assert sched["kind"] == "constant"
+    assert (sched["total_steps"], sched["warmup_steps"], cfg.optim.lr) == (600, 30, 3e-3)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == [
+        f"note: schedule.kind=constant drops schedule.cooldown_frac, schedule.shape of {config} "
+        "(not fields of a 'constant' schedule)"
+    ]
+    # A field named on the command line is never dropped: the new kind's error names it.
+    with pytest.raises(CooldownError, match=r"schedule\.shape"):
+        load_run_config(config, ["schedule.kind=constant", "schedule.shape=linear"])
+
+
+def test_config_pointing_at_a_folder_says_so(tmp_path):
+    (tmp_path / "config.toml").write_text("")
+    with pytest.raises(CooldownError) as info:
+        load_run_config(tmp_path)
+    assert str(info.value) == (
+        f"config file {tmp_path} is a folder, not a TOML file; did you mean "
+        f"{tmp_path / 'config.toml'}?"
+    )
+
+
+def test_an_infinite_learning_rate_is_refused(tiny_overrides):
+    with pytest.raises(
+        CooldownError, match=r"optim.lr: must be a finite learning rate \(got inf\)"
+    ):
+        load_run_config(None, [*tiny_overrides, "optim.lr=inf"])
+
+
+def test_a_kept_step_after_the_end_is_refused(tiny_overrides):
+    with pytest.raises(CooldownError) as info:
+        load_run_config(None, [*tiny_overrides, "train.permanent_steps=[300, 700]"])
+    assert "step 700 is after the run's end (schedule.total_steps 600)" in str(info.value)
+    # A constant run may be extended up to it later.
+    constant = ["schedule.kind=constant", "schedule.total_steps=600", "schedule.warmup_steps=30"]
+    load_run_config(None, [*tiny_overrides, *constant, "train.permanent_steps=[300, 700]"])
+
+
+def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path):
+    """SIGINT exited 0 with no message and the manifest still "running"."""
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cooldown",
+        "train",
+        *tiny_overrides,
+        "schedule.total_steps=5000",
+        "train.checkpoint_interval=10",
+        "model.preset=tiny-0.05M",
+        "--out",
+        str(run_dir),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list_checkpoints(run_dir):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    step, resume = manifest["interrupted_at_step"], list_checkpoints(run_dir)[-1]
+    assert lines[0] == (
+        f"interrupted: {run_dir}: interrupted at step {step}; rerun the same command to resume "
+        f"from step {resume}"
+    )
+    assert 10 <= resume <= step < 5000
