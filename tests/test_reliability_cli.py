@@ -135,3 +135,53 @@ def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path):
         f"from step {resume}"
     )
     assert 10 <= resume <= step < 5000
+
+
+def test_ctrl_c_of_a_study_run_releases_its_nodes_and_says_how_to_finish(
+    tmp_path, data_cache, monkeypatch
+):
+    """SIGINT exited 0 with no message; now Interrupted (exit 130 in the CLI)."""
+    import tomli_w
+
+    import cooldown.study.runner as runner
+    from cooldown.configio import read_toml
+    from cooldown.errors import Interrupted
+    from cooldown.study.state import StudyState
+
+    spec = read_toml(ROOT / "configs" / "studies" / "tiny.toml")
+    spec.update(
+        batch_size=8,
+        seq_len=32,
+        warmup_steps=2,
+        sizes=[{"preset": "tiny-0.05M", "steps": [2000]}],
+        data={
+            "max_bytes": 1500000,
+            "val_fraction": 0.1,
+            "vocab_size": 512,
+            "cache_dir": data_cache,
+        },
+        train={"progress": False},
+    )
+    spec["methods"] = {"cosine": spec["methods"]["cosine"]}
+    (tmp_path / "study.toml").write_text(tomli_w.dumps(spec))
+
+    sleep, pressed = time.sleep, []
+
+    def ctrl_c_once_started(seconds):
+        # runner.time is the time module: Popen.wait's polling sleeps through here too.
+        if not pressed and (tmp_path / "study.sqlite").exists():
+            with StudyState(tmp_path, create=False) as state:
+                if any(n["state"] == "running" for n in state.nodes()):
+                    pressed.append(True)
+                    raise KeyboardInterrupt
+        sleep(seconds)
+
+    monkeypatch.setattr(runner.time, "sleep", ctrl_c_once_started)
+    with pytest.raises(Interrupted) as info:
+        runner.run_study(tmp_path / "study.toml", workers=1, log=lambda line: None)
+    assert str(info.value) == (
+        f"study {tmp_path}: 1 running node(s) released, 0 finished in this run; rerun the same "
+        "command to finish the study (runs resume from their last checkpoints)"
+    )
+    with StudyState(tmp_path, create=False) as state:
+        assert {n["state"] for n in state.nodes()} <= {"pending", "released"}

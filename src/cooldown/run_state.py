@@ -142,10 +142,15 @@ def _record_extension(run_dir: Path, extension: dict[str, int]) -> None:
     atomic_write_json(run_dir / "manifest.json", manifest)
 
 
-def kept_steps(cfg: RunConfig, run_dir: Path) -> list[int]:
+def kept_steps(cfg: RunConfig, run_dir: Path, extension: dict[str, int] | None = None) -> list[int]:
     """Steps whose checkpoints the keep policy never deletes: permanent steps, branch points, the
-    end of the run and the ends of the lengths it was extended from."""
-    ends = [e["from_total_steps"] for e in read_manifest(run_dir).get("extensions", [])]
+    end of the run and the ends of the lengths it was extended from (`extension`: one being made
+    now, not yet recorded)."""
+    extensions = [
+        *read_manifest(run_dir).get("extensions", []),
+        *([extension] if extension else []),
+    ]
+    ends = [e["from_total_steps"] for e in extensions]
     return sorted({*cfg.train.kept_steps, cfg.total_steps, *ends})
 
 

@@ -252,18 +252,19 @@ def _train(
     eval_bs = tc.micro_batch_size or tc.batch_size
     eval_set = list(validation_batches(data.val, eval_bs, tc.seq_len, max_batches=tc.eval_batches))
 
+    # Repairs or removes what a killed process left half-written, before choosing where to resume.
+    kept = kept_steps(cfg, run_dir, extension=folder.get("extension"))
+    ctx.on_main(lambda: apply_keep_policy(run_dir, tc.keep_last, permanent=kept))
+    start = restore(cfg, run_dir, model, opt, sampler, averages, device, ctx)
+    step = start.step
+    progress.start = step
+
     ctx.on_main(lambda: write_run_config(cfg, run_dir, folder))
     if ctx.is_main:
         mirrors = build_loggers(tc.loggers, run_dir, cfg.model_dump(mode="json", exclude_none=True))
         metrics: MetricsLog | _RankMetrics = MetricsLog(run_dir / "metrics.jsonl", mirrors)
     else:
         metrics = _RankMetrics()
-    # Repairs or removes what a killed process left half-written, before choosing where to resume.
-    kept = kept_steps(cfg, run_dir)
-    ctx.on_main(lambda: apply_keep_policy(run_dir, tc.keep_last, permanent=kept))
-    start = restore(cfg, run_dir, model, opt, sampler, averages, device, ctx)
-    step = start.step
-    progress.start = step
     # Lines logged after the starting point are work being redone (a fresh run: all of them).
     metrics.truncate_after(step if step else -1)
     if start.from_parent and ctx.is_main:

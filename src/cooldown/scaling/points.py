@@ -341,8 +341,8 @@ def read_points(
     size = Path(path).stat().st_size if Path(path).is_file() else 0
     if size > MAX_TABLE_BYTES:
         raise CooldownError(
-            f"{path}: {size / 2**20:.0f} MB, larger than the {MAX_TABLE_BYTES // 2**20} MB results "
-            f"table `cooldown fit` reads (one row per run, at most {MAX_POINTS:,} points); keep "
+            f"{path}: {size:,} bytes, more than the {MAX_TABLE_BYTES // 2**20} MB results table "
+            f"`cooldown fit` reads (one row per run, at most {MAX_POINTS:,} points); keep "
             "one row per run (a loss log is not a results table)"
         )
     names, rows = read_table(path)
