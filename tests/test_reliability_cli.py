@@ -131,8 +131,8 @@ def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path):
     assert manifest["status"] == "interrupted"
     step, resume = manifest["interrupted_at_step"], list_checkpoints(run_dir)[-1]
     assert lines[0] == (
-        f"interrupted: {run_dir}: interrupted at step {step}; rerun the same command to resume "
-        f"from step {resume}"
+        f"interrupted at step {step} ({run_dir}); rerun the same command to resume from step "
+        f"{resume}"
     )
     assert 10 <= resume <= step < 5000
 
@@ -180,8 +180,9 @@ def test_ctrl_c_of_a_study_run_releases_its_nodes_and_says_how_to_finish(
     with pytest.raises(Interrupted) as info:
         runner.run_study(tmp_path / "study.toml", workers=1, log=lambda line: None)
     assert str(info.value) == (
-        f"study {tmp_path}: 1 running node(s) released, 0 finished in this run; rerun the same "
-        "command to finish the study (runs resume from their last checkpoints)"
+        f"study run interrupted ({tmp_path}): 1 running node(s) released, 0 finished in this "
+        "run; rerun the same command to finish the study (runs resume from their last "
+        "checkpoints)"
     )
     with StudyState(tmp_path, create=False) as state:
         assert {n["state"] for n in state.nodes()} <= {"pending", "released"}

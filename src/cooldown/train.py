@@ -185,7 +185,7 @@ def _interrupted(run_dir: Path, progress: _Progress, ctx: DistContext) -> Interr
             atomic_write_json(run_dir / "manifest.json", manifest)
     where = "before training started" if progress.step is None else f"at step {progress.step}"
     return Interrupted(
-        f"{run_dir}: interrupted {where}; rerun the same command to resume from step {resume_step}"
+        f"interrupted {where} ({run_dir}); rerun the same command to resume from step {resume_step}"
     )
 
 

@@ -441,7 +441,8 @@ def run_study(
                     f"{len(released)} running node(s) released" if released else "no node running"
                 )
                 raise Interrupted(
-                    f"study {study_dir}: {nodes}, {len(report.done_now)} finished in this run; "
+                    f"study run interrupted ({study_dir}): {nodes}, {len(report.done_now)} "
+                    "finished in this run; "
                     "rerun the same command to finish the study (runs resume from their last "
                     "checkpoints)"
                 ) from None
