@@ -258,6 +258,9 @@ def _train(
     start = restore(cfg, run_dir, model, opt, sampler, averages, device, ctx)
     step = start.step
     progress.start = step
+    data_change = ctx.on_main(
+        lambda: _check_data_unchanged(cfg, data, start, run_dir, allow_data_change)
+    )
 
     ctx.on_main(lambda: write_run_config(cfg, run_dir, folder))
     if ctx.is_main:
@@ -280,7 +283,9 @@ def _train(
 
     def write_manifest() -> dict:
         manifest = _manifest(cfg, model_cfg, data, run_dir, flops_per_step, ctx)
-        _check_data_unchanged(manifest, read_manifest(run_dir), start, run_dir, allow_data_change)
+        changes = read_manifest(run_dir).get("data_changes", [])
+        if changes or data_change:
+            manifest["data_changes"] = [*changes, *([data_change] if data_change else [])]
         atomic_write_json(run_dir / "manifest.json", manifest)
         return manifest
 
@@ -464,7 +469,8 @@ def _finish(run: _Run, step: int, resumed_from: int | None) -> RunResult:
 
 
 def _data_fingerprints(manifest: dict) -> dict[str, str]:
-    """What the run trains and validates on: `data` and each data_mixture source, by name."""
+    """What a manifest says the run trains and validates on: `data` and each data_mixture
+    source, by name."""
     out = {"data": manifest.get("data_fingerprint")}
     for i, component in enumerate(manifest.get("data_mixture") or []):
         out[f"data_mixture[{i}]"] = component.get("data_fingerprint")
@@ -472,45 +478,41 @@ def _data_fingerprints(manifest: dict) -> dict[str, str]:
 
 
 def _check_data_unchanged(
-    manifest: dict, previous: dict, start, run_dir: Path, allow_data_change: bool
-) -> None:
+    cfg: RunConfig, data: TokenData, start, run_dir: Path, allow_data_change: bool
+) -> dict | None:
     """A run resumed from its own checkpoint trains on what it started on: the fingerprints in
-    its manifest. A branch's first start checks its validation data against its parent's."""
+    its manifest; a branch's first start validates on its parent's data. A difference is an error
+    unless `allow_data_change`; then the change to record in the manifest."""
     if start.resumed_from_step is not None:
-        before = _data_fingerprints(previous)
+        before = _data_fingerprints(read_manifest(run_dir))
         where = f"{run_dir / 'manifest.json'} records"
-    elif start.from_parent and (manifest.get("parent") or {}).get("data_fingerprint"):
-        before = {"data": manifest["parent"]["data_fingerprint"]}
-        where = f"the parent {manifest['parent']['run_dir']} was trained on"
+    elif start.from_parent:
+        before = _data_fingerprints(read_manifest(Path(cfg.parent.run_dir)))
+        before = {k: v for k, v in before.items() if k == "data"}
+        where = f"the parent {cfg.parent.run_dir} was trained on"
     else:
-        return
-    now = _data_fingerprints(manifest)
+        return None
+    sources = {"data": cfg.data}
+    sources.update({f"data_mixture[{i}]": c.data for i, c in enumerate(cfg.data_mixture or [])})
+    now = {"data": data.fingerprint}
+    for name, source in sources.items():
+        if name != "data" and name in before:
+            now[name] = ensure_prepared(source, progress=False).fingerprint
     changed = [(k, before[k], now.get(k)) for k in before if now.get(k) != before[k]]
-    if previous.get("data_changes"):
-        manifest["data_changes"] = previous["data_changes"]
     if not changed:
-        return
+        return None
     name, old, new = changed[0]
     if not allow_data_change:
         raise CooldownError(
             f"the data changed under the run {run_dir}: {where} {name} fingerprint {old}, but "
-            f"{name}.source {_source_of(manifest, name)!r} now gives {new} (a replaced file or "
-            "another working directory); resume on the original data, or pass "
-            "--allow-data-change to train the rest of the run on this data (recorded in "
-            "manifest.json)"
+            f"{name}.source {sources[name].source!r} now gives {new} (a replaced file or another "
+            "working directory); resume on the original data, or pass --allow-data-change to "
+            "train the rest of the run on this data (recorded in manifest.json)"
         )
-    record = {
+    return {
         "at_step": start.step,
         "changes": [{"data": k, "from": a, "to": b} for k, a, b in changed],
     }
-    manifest["data_changes"] = [*previous.get("data_changes", []), record]
-
-
-def _source_of(manifest: dict, name: str) -> str | None:
-    if name == "data":
-        return manifest.get("data_source")
-    index = int(name.removeprefix("data_mixture[").rstrip("]"))
-    return manifest["data_mixture"][index]["data"].get("source")
 
 
 def _manifest(
