@@ -102,8 +102,14 @@ def test_a_kept_step_after_the_end_is_refused(tiny_overrides):
     load_run_config(None, [*tiny_overrides, *constant, "train.permanent_steps=[300, 700]"])
 
 
-def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path):
-    """SIGINT exited 0 with no message and the manifest still "running"."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started", ["in the foreground", "in the background by a script"])
+def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path, started):
+    """SIGINT exited 0 with no message and the manifest still "running": a shell script starts
+    its background jobs with SIGINT ignored, so the run went on."""
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -118,7 +124,14 @@ def test_ctrl_c_exits_130_with_where_to_resume(tiny_overrides, tmp_path):
         str(run_dir),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if "background" in started else None,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list_checkpoints(run_dir):
         time.sleep(0.02)

@@ -684,6 +684,13 @@ _USER_OS_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.E
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: user errors become one `error: ...` line on stderr and exit status 2 (usage
     errors click's usage message and 2); Ctrl-C one line and 130."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell script starts its background jobs with SIGINT ignored, so `kill -INT` did
+        # nothing and the run went on to exit 0. A SIGINT is a request to stop: every command
+        # stops cleanly on it, and a run resumes where it stopped.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app(args=argv, prog_name="cooldown", standalone_mode=False)
     except CooldownError as e:
