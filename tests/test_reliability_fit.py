@@ -40,5 +40,5 @@ def test_a_table_past_the_size_limit_is_refused_before_reading(tmp_path):
     with pytest.raises(CooldownError) as info:
         run_fit(path)
     assert str(info.value).startswith(
-        f"{path}: {MAX_TABLE_BYTES + 1:,} bytes, more than the 32 MB results table"
+        f"{path}: {MAX_TABLE_BYTES + 1:,} bytes, more than the 16 MB results table"
     )

@@ -41,7 +41,7 @@ MIN_POINTS = 5  # the Chinchilla law's parameters: E, A, B, alpha, beta
 # Chinchilla's own fit had about 400. A larger table is a loss log, not one point per run.
 MAX_POINTS = 5000
 # Read whole into memory (about 10x its size as Python rows), so its size is bounded first.
-MAX_TABLE_BYTES = 32 * 2**20
+MAX_TABLE_BYTES = 16 * 2**20
 _CONVENTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.\-]*$")
 
 
