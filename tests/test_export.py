@@ -287,7 +287,11 @@ def test_not_a_checkpoint_of_a_run(tmp_path):
 
 def test_cli_export(run, tmp_path, capsys):
     main(["export", str(run.dir), "--out", str(tmp_path / "hf"), "--weights", "swa"])
-    assert capsys.readouterr().out.strip() == str(tmp_path / "hf")  # a run folder: its latest
+    # A run folder: its latest checkpoint, named with its step.
+    assert capsys.readouterr().out.splitlines() == [
+        f"exported step {run.steps} (swa weights) of {run.ckpt}",
+        str(tmp_path / "hf"),
+    ]
     _, weights = import_hf(tmp_path / "hf")
     assert torch.equal(weights["tok_embeddings.weight"], run.swa["tok_embeddings.weight"])
     with pytest.raises(SystemExit) as exit_:

@@ -65,6 +65,7 @@ from cooldown.fileio import atomic_write_json, default_file_mode, fsync_dir
 
 __all__ = [
     "Checkpoint",
+    "CorruptCheckpoint",
     "apply_keep_policy",
     "check_weights_fit",
     "checkpoint_path",
@@ -75,6 +76,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint_state",
     "save_checkpoint",
+    "skipped_checkpoints",
     "verify_checkpoint",
     "weight_shapes",
 ]
@@ -93,6 +95,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Exact types, not isinstance: numpy.float64 subclasses float and IntEnum subclasses int, yet
 # torch.load(weights_only=True) refuses both.
 _STATE_SCALARS = (type(None), bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)
+
+
+class CorruptCheckpoint(CooldownError):
+    """A checkpoint's bytes are damaged: a file fails its checksum or cannot be decoded."""
 
 
 @dataclass
@@ -144,6 +150,24 @@ def list_checkpoints(run_dir: str | os.PathLike, *, verify: bool = False) -> lis
             continue
         steps.append(int(m.group(1)))
     return sorted(steps)
+
+
+def skipped_checkpoints(run_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """(folder, why) of every `step_N` folder `list_checkpoints` leaves out: a save never leaves
+    one (it renames a finished folder into place), so each is damage a user should hear of."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    out = []
+    for entry in sorted(ckpt_dir.iterdir()):
+        m = _STEP_DIR.fullmatch(entry.name)
+        if m is None or entry.name != _step_dir_name(int(m.group(1))):
+            continue
+        try:
+            _check_files(entry, _read_manifest(entry), hash_files=False)
+        except CooldownError as e:
+            out.append((entry, str(e)))
+    return out
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -325,7 +349,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     # complete checkpoint of this step exists at every moment; `tmp` then holds the old one.
     if _rename_exchange(tmp, final):
         fsync_dir(final.parent)
-        shutil.rmtree(tmp)
+        _remove(tmp)
         return
     # Elsewhere two renames; a kill between them is repaired by apply_keep_policy (see the top).
     old = final.with_name(f".old-{final.name}-{os.getpid()}")
@@ -334,7 +358,15 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     os.rename(final, old)
     os.rename(tmp, final)
     fsync_dir(final.parent)
-    shutil.rmtree(old)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder this module wrote; a symbolic link (a user's) loses only the link."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -478,7 +510,7 @@ def _check_files(path: Path, manifest: dict[str, Any], *, hash_files: bool) -> N
     bad = [name for name, digest in files.items() if _sha256(path / name) != digest]
     if bad:
         also = f" (also {', '.join(bad[1:])})" if len(bad) > 1 else ""
-        raise CooldownError(f"checkpoint file {path / bad[0]}: {_CORRUPT}{also}")
+        raise CorruptCheckpoint(f"checkpoint file {path / bad[0]}: {_CORRUPT}{also}")
 
 
 def _sha256(path: Path) -> str:
@@ -495,7 +527,7 @@ def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
             aliases = json.loads((f.metadata() or {}).get(_ALIASES_KEY, "{}"))
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     except (SafetensorError, json.JSONDecodeError) as exc:
-        raise CooldownError(f"checkpoint file {file} cannot be read: {exc}") from exc
+        raise CorruptCheckpoint(f"checkpoint file {file} cannot be read: {exc}") from exc
     for alias, target in aliases.items():
         if target not in tensors:
             raise CooldownError(f"checkpoint file {file}: alias {alias!r} names {target!r}, absent")
@@ -516,7 +548,7 @@ def _read_state(file: Path, map_location: str | torch.device) -> dict[str, Any]:
         ) from exc
     except (RuntimeError, EOFError) as exc:
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise CooldownError(f"checkpoint file {file} cannot be read: {first_line}") from exc
+        raise CorruptCheckpoint(f"checkpoint file {file} cannot be read: {first_line}") from exc
     if not isinstance(state, dict):
         raise CooldownError(f"checkpoint file {file} holds a {type(state).__name__}, not a dict")
     return state
@@ -573,6 +605,10 @@ def apply_keep_policy(
     for step in steps:
         if step not in keep:
             path = checkpoint_path(run_dir, step)
+            if path.is_symlink():
+                # A link a user put there points at a checkpoint kept elsewhere: not the run's
+                # to delete (nor to unlink: it is theirs).
+                continue
             # Renamed away first, so a kill mid-delete never leaves a half-deleted checkpoint.
             doomed = ckpt_dir / f".del-{path.name}-{os.getpid()}"
             os.rename(path, doomed)
@@ -596,6 +632,8 @@ def _tidy_scratch(ckpt_dir: Path) -> None:
     order = {"tmp": 0, "old": 1, "del": 2}
     for kind, step, entry in sorted(scratch, key=lambda s: (order[s[0]], s[2].name)):
         final = ckpt_dir / _step_dir_name(step)
+        if entry.is_symlink():
+            continue  # never a save's own folder: not ours to promote or delete
         if kind != "del" and not final.exists() and _is_finished_save(entry, step):
             os.rename(entry, final)
             fsync_dir(ckpt_dir)

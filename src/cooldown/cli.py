@@ -6,13 +6,14 @@ fast.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from cooldown.errors import CooldownError
+from cooldown.errors import CooldownError, Interrupted
 
 app = typer.Typer(
     help="Constant-LR + cooldown training, weight averaging and scaling laws.",
@@ -159,6 +160,14 @@ def train_cmd(
         Optional[Path],
         typer.Option("--out", "-o", help="run folder (default: runs/<config name>)"),
     ] = None,
+    allow_data_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-data-change",
+            help="Resume although the data's fingerprint differs from the one the run started "
+            "on (recorded in manifest.json).",
+        ),
+    ] = False,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
     import os
@@ -168,7 +177,7 @@ def train_cmd(
 
     cfg = load_run_config(config, overrides or [])
     run_dir = out or Path("runs") / (config.stem if config else "default")
-    result = train(cfg, run_dir)
+    result = train(cfg, run_dir, allow_data_change=allow_data_change)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the job
         return
     loss = "n/a" if result.final_val_loss is None else f"{result.final_val_loss:.4f} nats/token"
@@ -677,9 +686,11 @@ def export_cmd(
     ] = False,
 ) -> None:
     """Export a checkpoint: config.json, model.safetensors and the tokenizer files."""
-    from cooldown.export import export_checkpoint
+    from cooldown.export import export_checkpoint, exported_step
 
     folder = export_checkpoint(checkpoint, out, format=format, weights=weights, overwrite=overwrite)
+    step, weights_name, source = exported_step(folder)
+    print(f"exported step {step} ({weights_name} weights) of {source}")
     print(folder)
 
 
@@ -751,22 +762,65 @@ def reproduce_cmd(
         print(f"claims table written into {update_readme(readme, result.out / 'claims.json')}")
 
 
+def _click_classes(name: str) -> tuple[type, ...]:
+    """click's exception class `name` and typer's own copy of it (typer >= 0.22 vendors click,
+    so its parser raises `typer._click.exceptions.UsageError`, which is not click's)."""
+    import click
+
+    found = [getattr(click.exceptions, name)]
+    try:
+        from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return tuple(found)
+    for module in (vendored, typer_exceptions):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+# Failures of the file system a user can fix (a read-only or full disk, missing permissions): one
+# line naming the file, like any other bad input.
+_USER_OS_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: user errors become one `error: ...` line on stderr and exit status 2."""
+    """Entry point: user errors become one `error: ...` line on stderr and exit status 2 (usage
+    errors click's usage message and 2); Ctrl-C one line and 130."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell script starts its background jobs with SIGINT ignored, so `kill -INT` did
+        # nothing and the run went on to exit 0. A SIGINT is a request to stop: every command
+        # stops cleanly on it, and a run resumes where it stopped.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app(args=argv, prog_name="cooldown", standalone_mode=False)
     except CooldownError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
+    except Interrupted as e:
+        print(e, file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:
+        if e.errno not in _USER_OS_ERRORS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        if isinstance(e, _click_classes("ClickException")):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
+        if isinstance(e, _click_classes("Exit")):
+            if e.exit_code == 130:  # typer's answer to a Ctrl-C outside our commands' handlers
+                print("interrupted", file=sys.stderr)
             sys.exit(e.exit_code)
+        if isinstance(e, _click_classes("Abort")):
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
         raise

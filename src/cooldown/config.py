@@ -20,6 +20,8 @@ such configs. Validation always uses `data`, also when a `data_mixture` feeds tr
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +44,7 @@ from cooldown.errors import CooldownError
 from cooldown.flops import FlopConvention
 from cooldown.optim import OptimConfig
 from cooldown.schedule_specs import schedule_from_config
+from cooldown.schedules import _BY_KIND as SCHEDULE_CLASSES
 from cooldown.shapes import ModelConfig
 
 
@@ -234,6 +237,18 @@ class RunConfig(BaseModel):
                 f"train.seq_len {self.train.seq_len} exceeds model.max_seq_len "
                 f"{self.model.max_seq_len}"
             )
+        if not math.isfinite(self.optim.lr):
+            raise ValueError(f"optim.lr: must be a finite learning rate (got {self.optim.lr})")
+        kind = self.schedule.to_config()["kind"]
+        beyond = [s for s in self.train.kept_steps if s > self.total_steps]
+        # A constant run may be extended later (a larger total_steps), so its kept steps may lie
+        # beyond its current end; any other run never reaches them.
+        if beyond and kind != "constant":
+            raise ValueError(
+                f"train.permanent_steps / branch_tokens: step {beyond[0]} is after the run's end "
+                f"(schedule.total_steps {self.total_steps}), so its checkpoint would never be "
+                "written"
+            )
         if self.parent is not None and self.parent.step >= self.total_steps:
             raise ValueError(
                 f"parent.step {self.parent.step} leaves nothing to train: the run ends at "
@@ -249,11 +264,16 @@ class RunConfig(BaseModel):
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a TOML run config (or the defaults when `path` is None) and apply dotted overrides."""
     data = read_toml(path) if path is not None else {}
+    given = data.get("schedule")
+    file_schedule = dict(given) if isinstance(given, dict) else None
     data = apply_overrides(data, overrides or [])
     schedule = data.get("schedule")
     if isinstance(schedule, dict) and "kind" not in schedule:
         # A partial [schedule] (or `schedule.total_steps=...` alone) adjusts the default schedule.
         data["schedule"] = {**DEFAULT_SCHEDULE, **schedule}
+    if file_schedule is not None and isinstance(data.get("schedule"), dict):
+        data["schedule"] = _switch_kind(file_schedule, data["schedule"], overrides or [], path)
+    _absolute_data_paths(data)
     prefix = f"{path}: " if path is not None else ""
     try:
         if isinstance(data.get("schedule"), dict):
@@ -262,6 +282,67 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None)
         return validate(RunConfig, data)
     except CooldownError as e:
         raise CooldownError(prefix + str(e)) from None
+
+
+def _switch_kind(
+    file_schedule: dict, schedule: dict, overrides: list[str], path: str | Path | None
+) -> dict:
+    """`schedule.kind=constant` on a file with a WSD [schedule] means the constant schedule: the
+    file's fields that the new kind does not have are dropped, and one line says which."""
+    old_kind = file_schedule.get("kind", DEFAULT_SCHEDULE["kind"])
+    new_kind = schedule.get("kind")
+    cls = SCHEDULE_CLASSES.get(new_kind) if isinstance(new_kind, str) else None
+    if cls is None or new_kind == old_kind:
+        return schedule
+    overridden = {o.split("=", 1)[0].strip().removeprefix("schedule.") for o in overrides}
+    dropped = [
+        k
+        for k in schedule
+        if k in file_schedule and k not in overridden and k not in cls.model_fields
+    ]
+    if dropped:
+        where = f" of {path}" if path is not None else ""
+        names = ", ".join(f"schedule.{k}" for k in dropped)
+        print(
+            f"note: schedule.kind={new_kind} drops {names}{where} (not fields of a {new_kind!r} "
+            "schedule)",
+            file=sys.stderr,
+        )
+    return {k: v for k, v in schedule.items() if k not in dropped}
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
+
+
+def _absolute_data_table(table: Any) -> None:
+    """Local paths of a [data] table made absolute, in place: a run resumed from another working
+    directory must read the same files (and config.toml records where they are)."""
+    if not isinstance(table, dict):
+        return
+    source = table.get("source")
+    if isinstance(source, str) and source.strip():
+        if source.startswith("hf:"):
+            local = Path(source[3:]).expanduser()
+            if source[3:].strip() and local.is_dir():
+                table["source"] = "hf:" + _absolute(source[3:])
+        elif source != "stdlib":
+            table["source"] = _absolute(source)
+    tokenizer = table.get("tokenizer")
+    if isinstance(tokenizer, str) and tokenizer.endswith(".json"):
+        table["tokenizer"] = _absolute(tokenizer)
+    cache_dir = table.get("cache_dir")
+    if isinstance(cache_dir, str) and cache_dir:
+        table["cache_dir"] = _absolute(cache_dir)
+
+
+def _absolute_data_paths(data: dict) -> None:
+    _absolute_data_table(data.get("data"))
+    mixture = data.get("data_mixture")
+    if isinstance(mixture, list):
+        for component in mixture:
+            if isinstance(component, dict):
+                _absolute_data_table(component.get("data"))
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

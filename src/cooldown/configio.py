@@ -30,6 +30,10 @@ T = TypeVar("T", bound=pydantic.BaseModel)
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        inside = path / "config.toml"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise CooldownError(f"config file {path} is a folder, not a TOML file{hint}")
     if not path.is_file():
         raise CooldownError(f"config file {path} does not exist")
     try:

@@ -45,3 +45,9 @@ def format_validation_error(exc: Any, prefix: str = "", tags: frozenset[str] = f
                 shown = shown[:57] + "..."
             items.append(f"{where}: {msg} (got {shown})")
     return "; ".join(items)
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the work. The message is one line that says where it stopped and
+    how to resume; the CLI prints it and exits 130, as a shell does for a process killed by
+    SIGINT, so `cooldown train ... && cooldown branch ...` does not carry on."""

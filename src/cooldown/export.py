@@ -258,13 +258,19 @@ class ExportSource:
 
 def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     """(checkpoint folder, run folder) for a checkpoint folder, or a run folder (its latest)."""
-    from cooldown.checkpoint import latest_checkpoint
+    from cooldown.checkpoint import latest_checkpoint, skipped_checkpoints
 
     path = Path(path)
-    if (path / "config.toml").is_file() and (path / "checkpoints").is_dir():
+    if (path / "config.toml").is_file():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise CooldownError(f"run {path} has no complete checkpoint to export")
+            skipped = skipped_checkpoints(path)
+            why = (
+                f" ({skipped[0][1]})"
+                if skipped
+                else " (it has not saved one yet: see train.checkpoint_interval)"
+            )
+            raise CooldownError(f"run {path} has no complete checkpoint to export{why}")
         return latest, path
     if not path.is_dir():
         raise CooldownError(f"checkpoint {path} does not exist")
@@ -473,6 +479,15 @@ def export_checkpoint(
     out = Path(out).expanduser().absolute()
     _check_out(out, overwrite)  # before the slow part
     return write_hf_folder(load_export_source(checkpoint, weights), out, overwrite=overwrite)
+
+
+def exported_step(folder: str | os.PathLike) -> tuple[int, str, str]:
+    """(step, weights, checkpoint) an exported folder holds, from its weights file's metadata."""
+    from safetensors import safe_open
+
+    with safe_open(Path(folder) / HF_WEIGHTS_FILE, framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+    return int(meta["cooldown.step"]), meta["cooldown.weights"], meta["cooldown.checkpoint"]
 
 
 def write_hf_folder(src: ExportSource, out: Path, *, overwrite: bool = False) -> Path:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_text
 
 
@@ -63,9 +64,18 @@ class MetricsLog:
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """All complete lines of a metrics file (a torn last line from a kill is skipped)."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
             if not line.endswith("\n"):
                 break
-            rows.append(json.loads(line))
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CooldownError(
+                    f"{path}: line {lineno} is not JSON ({e.msg}); every line of the log is one "
+                    "JSON object: repair or delete that line"
+                ) from None
+            if not isinstance(row, dict):
+                raise CooldownError(f"{path}: line {lineno} is not a JSON object")
+            rows.append(row)
     return rows

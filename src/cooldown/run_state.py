@@ -28,12 +28,17 @@ from typing import Any
 
 from cooldown.averaging import AveragingConfig, WeightAverages
 from cooldown.checkpoint import (
+    STATE_FILE,
+    CorruptCheckpoint,
     check_weights_fit,
+    checkpoint_path,
     find_checkpoint,
     is_sharded,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     read_checkpoint_state,
+    skipped_checkpoints,
     verify_checkpoint,
     weight_shapes,
 )
@@ -61,32 +66,48 @@ class Start:
 # --- config.toml and continual training -----------------------------------------------------------
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> dict[str, int] | None:
-    """Write config.toml, or check that an existing run directory holds the same config; returns
-    the extension ({"from_total_steps", "to_total_steps"}) when this call extends a constant run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def check_run_dir(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Whether `run_dir` can take `cfg`, writing nothing: {"fresh": True} for a folder without a
+    config.toml, {"extension": {...}} when this call extends a constant run, else {}. A folder
+    holding another config is an error."""
     path = run_dir / "config.toml"
     if not path.exists():
-        atomic_write_text(path, to_toml(cfg))
-        return None
+        return {"fresh": True}
     existing = load_run_config(path)
     diff = config_differences(
         existing.model_dump(mode="json", exclude_none=True),
         cfg.model_dump(mode="json", exclude_none=True),
     )
     if not diff:
-        return None
+        return {}
     extension = _constant_extension(existing, cfg, diff, run_dir)
     if extension is None:
         raise CooldownError(
             f"{run_dir} holds a run with a different config ({', '.join(diff[:5])} differ); "
             "use another output folder to start a new run"
         )
-    # The manifest first: killed between the two writes, a rerun sees the extension again and
-    # records it once (the record is keyed by its lengths).
-    _record_extension(run_dir, extension)
-    atomic_write_text(path, to_toml(cfg))
-    return extension
+    return {"extension": extension}
+
+
+def write_run_config(cfg: RunConfig, run_dir: Path, check: dict[str, Any]) -> None:
+    """Write config.toml as `check_run_dir` found it needed, once the run can start."""
+    path = run_dir / "config.toml"
+    if check.get("fresh"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, to_toml(cfg))
+    elif "extension" in check:
+        # The manifest first: killed between the two writes, a rerun sees the extension again and
+        # records it once (the record is keyed by its lengths).
+        _record_extension(run_dir, check["extension"])
+        atomic_write_text(path, to_toml(cfg))
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> dict[str, int] | None:
+    """Write config.toml, or check that an existing run directory holds the same config; returns
+    the extension ({"from_total_steps", "to_total_steps"}) when this call extends a constant run."""
+    check = check_run_dir(cfg, run_dir)
+    write_run_config(cfg, run_dir, check)
+    return check.get("extension")
 
 
 def _constant_extension(old: RunConfig, new: RunConfig, diff: list[str], run_dir: Path):
@@ -101,7 +122,8 @@ def _constant_extension(old: RunConfig, new: RunConfig, diff: list[str], run_dir
     return {"from_total_steps": old.total_steps, "to_total_steps": new.total_steps}
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest.json ({} when there is none yet)."""
     path = Path(run_dir) / "manifest.json"
     if not path.exists():
         return {}
@@ -112,7 +134,7 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def _record_extension(run_dir: Path, extension: dict[str, int]) -> None:
-    manifest = _read_manifest(run_dir)
+    manifest = read_manifest(run_dir)
     done = manifest.setdefault("extensions", [])
     if extension not in done:
         done.append(extension)
@@ -120,10 +142,15 @@ def _record_extension(run_dir: Path, extension: dict[str, int]) -> None:
     atomic_write_json(run_dir / "manifest.json", manifest)
 
 
-def kept_steps(cfg: RunConfig, run_dir: Path) -> list[int]:
+def kept_steps(cfg: RunConfig, run_dir: Path, extension: dict[str, int] | None = None) -> list[int]:
     """Steps whose checkpoints the keep policy never deletes: permanent steps, branch points, the
-    end of the run and the ends of the lengths it was extended from."""
-    ends = [e["from_total_steps"] for e in _read_manifest(run_dir).get("extensions", [])]
+    end of the run and the ends of the lengths it was extended from (`extension`: one being made
+    now, not yet recorded)."""
+    extensions = [
+        *read_manifest(run_dir).get("extensions", []),
+        *([extension] if extension else []),
+    ]
+    ends = [e["from_total_steps"] for e in extensions]
     return sorted({*cfg.train.kept_steps, cfg.total_steps, *ends})
 
 
@@ -154,6 +181,44 @@ def _load_weights(model, ckpt, path: Path) -> None:
     model.load_state_dict(ckpt.weights)
 
 
+def state_entry(state: dict[str, Any], key: str, path: Path) -> Any:
+    """`state[key]` of a checkpoint's state.pt; a missing entry is one line naming the file."""
+    if key not in state:
+        held = ", ".join(sorted(map(str, state))) or "nothing"
+        raise CooldownError(
+            f"checkpoint {path}: {STATE_FILE} has no {key!r} entry (it holds {held}), so training "
+            "cannot resume from it"
+        )
+    return state[key]
+
+
+def _resume_point(run_dir: Path) -> Path | None:
+    """The run's newest complete checkpoint, after saying which step_N folders are skipped."""
+    for folder, why in skipped_checkpoints(run_dir):
+        print(f"note: skipped checkpoint {folder}: {why}", file=sys.stderr)
+    return latest_checkpoint(run_dir)
+
+
+def _corrupt_latest(run_dir: Path, bad: Path, error: CooldownError) -> CooldownError:
+    """The error for a damaged newest checkpoint, naming the newest intact one to resume from."""
+    for step in reversed(list_checkpoints(run_dir)):
+        path = checkpoint_path(run_dir, step)
+        if path == bad:
+            continue
+        try:
+            verify_checkpoint(path)
+        except CooldownError:
+            continue
+        return CooldownError(
+            f"{error}; the newest intact checkpoint is {path}: move {bad} out of the run folder "
+            f"and rerun the same command to resume from step {step}"
+        )
+    return CooldownError(
+        f"{error}; no older checkpoint of {run_dir} is intact: move {bad} out of the run folder "
+        "to train the run again from the start"
+    )
+
+
 @dataclass
 class _Loaded:
     step: int
@@ -168,7 +233,14 @@ def _load(path: Path, model, opt, ctx: DistContext, want_averages: bool) -> _Loa
     if ctx.parallelism != "fsdp":
         ckpt = load_checkpoint(path)
         _load_weights(model, ckpt, path)
-        opt.load_state_dict(ckpt.state["optimizer"])
+        optimizer_state = state_entry(ckpt.state, "optimizer", path)
+        try:
+            opt.load_state_dict(optimizer_state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            raise CooldownError(
+                f"checkpoint {path}: its optimizer state does not fit this run's optimizer "
+                f"({type(e).__name__}: {e})"
+            ) from None
         return _Loaded(ckpt.step, ckpt.state, ckpt.extra_weights)
     return _load_full_into_shards(path, model, opt, ctx)
 
@@ -215,7 +287,7 @@ def _load_full_into_shards(path: Path, model, opt, ctx: DistContext) -> _Loaded:
     # torch numbers a plain optimizer state's parameters in param_groups order; DCP names them.
     names = {id(p): n for n, p in model.named_parameters()}
     order = [names[id(p)] for g in opt.optimizer.param_groups for p in g["params"]]
-    saved = ckpt.state["optimizer"]
+    saved = state_entry(ckpt.state, "optimizer", path)
     by_name = {
         "state": {order[i]: v for i, v in saved["state"].items()},
         "param_groups": [
@@ -244,10 +316,13 @@ def restore(
 
     Distributed (`ctx`): every rank calls it; rank 0 picks the checkpoint for all."""
     ctx = ctx or DistContext("none", device)
-    latest = ctx.on_main(lambda: latest_checkpoint(run_dir))
+    latest = ctx.on_main(lambda: _resume_point(run_dir))
     if latest is not None:
-        loaded = _load(latest, model, opt, ctx, want_averages=averages is not None)
-        sampler.load_state_dict(loaded.state["sampler"])
+        try:
+            loaded = _load(latest, model, opt, ctx, want_averages=averages is not None)
+        except CorruptCheckpoint as e:
+            raise _corrupt_latest(run_dir, latest, e) from None
+        sampler.load_state_dict(state_entry(loaded.state, "sampler", latest))
         if averages is not None:
             if "averaging" not in loaded.state:
                 raise CooldownError(f"checkpoint {latest} holds no averaging state to resume")
@@ -262,7 +337,10 @@ def restore(
     same_averaging = averages is not None and parent_cfg.averaging == averages.cfg
     loaded = _load(path, model, opt, ctx, want_averages=same_averaging)
     continue_sampler_state(
-        sampler, data_sources(cfg), data_sources(parent_cfg), loaded.state["sampler"]
+        sampler,
+        data_sources(cfg),
+        data_sources(parent_cfg),
+        state_entry(loaded.state, "sampler", path),
     )
     if averages is not None:
         _continue_averages(averages, loaded, parent_cfg.averaging, path, device, ctx.is_main)
@@ -330,7 +408,7 @@ def lineage(cfg: RunConfig, model_cfg, flops_per_step: float) -> dict[str, Any]:
     prefix_steps, prefix_tokens, prefix_flops = 0, 0, 0.0
     if cfg.parent is not None:
         parent_cfg = load_parent_config(cfg)
-        parent_manifest = _read_manifest(Path(cfg.parent.run_dir))
+        parent_manifest = read_manifest(Path(cfg.parent.run_dir))
         prefix_steps = cfg.parent.step
         prefix_tokens = prefix_steps * parent_cfg.train.tokens_per_step
         parent_model = parent_cfg.model.with_vocab(

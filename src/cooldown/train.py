@@ -42,7 +42,7 @@ from cooldown.data import TokenData, ensure_prepared, validation_batches
 from cooldown.data.mixture import open_train_sampler
 from cooldown.device import autocast, configure_backends, peak_flops, resolve_precision
 from cooldown.distributed import DistContext, collective_failure, init_distributed
-from cooldown.errors import CooldownError
+from cooldown.errors import CooldownError, Interrupted
 from cooldown.evaluation import evaluate, evaluate_weights
 from cooldown.fileio import atomic_write_json
 from cooldown.flops import describe_convention, training_flops_per_step
@@ -50,7 +50,17 @@ from cooldown.loggers import build_loggers
 from cooldown.metrics import MetricsLog
 from cooldown.model import Transformer
 from cooldown.optim import SwitchableOptimizer, build_optimizer, clip_grad_norm
-from cooldown.run_state import data_reuse_warnings, kept_steps, lineage, prepare_run_dir, restore
+from cooldown.run_lock import run_lock
+from cooldown.run_state import (
+    check_run_dir,
+    data_reuse_warnings,
+    kept_steps,
+    lineage,
+    prepare_run_dir,
+    read_manifest,
+    restore,
+    write_run_config,
+)
 from cooldown.shapes import non_embedding_param_count, param_count
 from cooldown.sharded_checkpoint import (
     OPTIMIZER_VALUES,
@@ -131,16 +141,52 @@ def _progress_bar(cfg: RunConfig, initial: int):
     return tqdm(total=cfg.total_steps, initial=initial, unit="step", dynamic_ncols=True)
 
 
-def train(cfg: RunConfig, run_dir: str | Path) -> RunResult:
+def train(cfg: RunConfig, run_dir: str | Path, *, allow_data_change: bool = False) -> RunResult:
     """Run (or resume, or return the result of a finished) training run in `run_dir`. Under
-    torchrun (ddp/fsdp) every process calls it and gets the same result."""
+    torchrun (ddp/fsdp) every process calls it and gets the same result.
+
+    The process owns `run_dir` while it trains (see `cooldown.run_lock`; under torchrun rank 0
+    holds the lock for the job). Resuming on data whose fingerprint differs from the one the
+    manifest records is an error unless `allow_data_change` (then the change is recorded). Ctrl-C
+    raises `Interrupted` naming the step reached and the step a rerun resumes from."""
     tc = cfg.train
+    run_dir = Path(run_dir)
     ctx = init_distributed(tc.parallelism, tc.device, tc.dist_timeout_s)
+    progress = _Progress()
     try:
-        with collective_failure(ctx.rank) if ctx.distributed else contextlib.nullcontext():
-            return _train(cfg, Path(run_dir), ctx)
+        with contextlib.ExitStack() as owned:
+            if ctx.distributed:
+                owned.enter_context(collective_failure(ctx.rank))
+            ctx.on_main(lambda: owned.enter_context(run_lock(run_dir)))
+            try:
+                return _train(cfg, run_dir, ctx, progress, allow_data_change)
+            except KeyboardInterrupt:
+                raise _interrupted(run_dir, progress, ctx) from None
     finally:
         ctx.close()
+
+
+@dataclass
+class _Progress:
+    """How far this process got, for the message of an interrupted run."""
+
+    step: int | None = None  # the last update done (None: training had not started)
+    start: int = 0  # the step this process started from
+
+
+def _interrupted(run_dir: Path, progress: _Progress, ctx: DistContext) -> Interrupted:
+    """The run's manifest no longer says "running"; the message says where to resume."""
+    resume = latest_checkpoint(run_dir)
+    resume_step = int(resume.name.removeprefix("step_")) if resume else progress.start
+    if ctx.is_main:
+        manifest = read_manifest(run_dir)
+        if manifest.get("status") == "running":
+            manifest.update(status="interrupted", interrupted_at_step=progress.step)
+            atomic_write_json(run_dir / "manifest.json", manifest)
+    where = "before training started" if progress.step is None else f"at step {progress.step}"
+    return Interrupted(
+        f"interrupted {where} ({run_dir}); rerun the same command to resume from step {resume_step}"
+    )
 
 
 def accumulation_steps(tc, world_size: int) -> int:
@@ -163,8 +209,12 @@ def accumulation_steps(tc, world_size: int) -> int:
     return per_rank // micro
 
 
-def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
-    ctx.on_main(lambda: prepare_run_dir(cfg, run_dir))
+def _train(
+    cfg: RunConfig, run_dir: Path, ctx: DistContext, progress: _Progress, allow_data_change: bool
+) -> RunResult:
+    # Checked now, written only once the run can start: a start that fails on its data or its
+    # validation split leaves no config.toml that would refuse the corrected command.
+    folder = ctx.on_main(lambda: check_run_dir(cfg, run_dir))
     tc = cfg.train
     # train.progress = false (studies, reproduce's workers) also quiets the data's status lines.
     data = ctx.main_first(lambda: ensure_prepared(cfg.data, progress=ctx.is_main and tc.progress))
@@ -202,16 +252,22 @@ def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
     eval_bs = tc.micro_batch_size or tc.batch_size
     eval_set = list(validation_batches(data.val, eval_bs, tc.seq_len, max_batches=tc.eval_batches))
 
+    # Repairs or removes what a killed process left half-written, before choosing where to resume.
+    kept = kept_steps(cfg, run_dir, extension=folder.get("extension"))
+    ctx.on_main(lambda: apply_keep_policy(run_dir, tc.keep_last, permanent=kept))
+    start = restore(cfg, run_dir, model, opt, sampler, averages, device, ctx)
+    step = start.step
+    progress.start = step
+    data_change = ctx.on_main(
+        lambda: _check_data_unchanged(cfg, data, start, run_dir, allow_data_change)
+    )
+
+    ctx.on_main(lambda: write_run_config(cfg, run_dir, folder))
     if ctx.is_main:
         mirrors = build_loggers(tc.loggers, run_dir, cfg.model_dump(mode="json", exclude_none=True))
         metrics: MetricsLog | _RankMetrics = MetricsLog(run_dir / "metrics.jsonl", mirrors)
     else:
         metrics = _RankMetrics()
-    # Repairs or removes what a killed process left half-written, before choosing where to resume.
-    kept = kept_steps(cfg, run_dir)
-    ctx.on_main(lambda: apply_keep_policy(run_dir, tc.keep_last, permanent=kept))
-    start = restore(cfg, run_dir, model, opt, sampler, averages, device, ctx)
-    step = start.step
     # Lines logged after the starting point are work being redone (a fresh run: all of them).
     metrics.truncate_after(step if step else -1)
     if start.from_parent and ctx.is_main:
@@ -227,6 +283,9 @@ def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
 
     def write_manifest() -> dict:
         manifest = _manifest(cfg, model_cfg, data, run_dir, flops_per_step, ctx)
+        changes = read_manifest(run_dir).get("data_changes", [])
+        if changes or data_change:
+            manifest["data_changes"] = [*changes, *([data_change] if data_change else [])]
         atomic_write_json(run_dir / "manifest.json", manifest)
         return manifest
 
@@ -247,6 +306,7 @@ def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
         opt.eval()
         metrics.write({**record, "val_loss": evaluate(model, eval_set, device, precision, ctx)})
     bar = _progress_bar(cfg, step) if ctx.is_main else None
+    progress.step = step
     loss_fn = ctx.loss_fn(model)
     t_start = time.perf_counter()
     t_last, step_last = t_start, step
@@ -274,7 +334,7 @@ def _train(cfg: RunConfig, run_dir: Path, ctx: DistContext) -> RunResult:
                 raise TrainingDiverged(_diverged("gradient norm", grad_norm, n, run_dir))
             opt.step()
             opt.zero_grad()
-            step = n
+            step = progress.step = n
             if averages is not None and averages.due(step):
                 # Schedule-free: average the evaluation-mode (x) weights. Its switch back to y
                 # before the next update rounds differently from never switching, so sampling
@@ -408,15 +468,57 @@ def _finish(run: _Run, step: int, resumed_from: int | None) -> RunResult:
     )
 
 
+def _data_fingerprints(manifest: dict) -> dict[str, str]:
+    """What a manifest says the run trains and validates on: `data` and each data_mixture
+    source, by name."""
+    out = {"data": manifest.get("data_fingerprint")}
+    for i, component in enumerate(manifest.get("data_mixture") or []):
+        out[f"data_mixture[{i}]"] = component.get("data_fingerprint")
+    return {k: v for k, v in out.items() if v}
+
+
+def _check_data_unchanged(
+    cfg: RunConfig, data: TokenData, start, run_dir: Path, allow_data_change: bool
+) -> dict | None:
+    """A run resumed from its own checkpoint trains on what it started on: the fingerprints in
+    its manifest; a branch's first start validates on its parent's data. A difference is an error
+    unless `allow_data_change`; then the change to record in the manifest."""
+    if start.resumed_from_step is not None:
+        before = _data_fingerprints(read_manifest(run_dir))
+        where = f"{run_dir / 'manifest.json'} records"
+    elif start.from_parent:
+        before = _data_fingerprints(read_manifest(Path(cfg.parent.run_dir)))
+        before = {k: v for k, v in before.items() if k == "data"}
+        where = f"the parent {cfg.parent.run_dir} was trained on"
+    else:
+        return None
+    sources = {"data": cfg.data}
+    sources.update({f"data_mixture[{i}]": c.data for i, c in enumerate(cfg.data_mixture or [])})
+    now = {"data": data.fingerprint}
+    for name, source in sources.items():
+        if name != "data" and name in before:
+            now[name] = ensure_prepared(source, progress=False).fingerprint
+    changed = [(k, before[k], now.get(k)) for k in before if now.get(k) != before[k]]
+    if not changed:
+        return None
+    name, old, new = changed[0]
+    if not allow_data_change:
+        raise CooldownError(
+            f"the data changed under the run {run_dir}: {where} {name} fingerprint {old}, but "
+            f"{name}.source {sources[name].source!r} now gives {new} (a replaced file or another "
+            "working directory); resume on the original data, or pass --allow-data-change to "
+            "train the rest of the run on this data (recorded in manifest.json)"
+        )
+    return {
+        "at_step": start.step,
+        "changes": [{"data": k, "from": a, "to": b} for k, a, b in changed],
+    }
+
+
 def _manifest(
     cfg: RunConfig, model_cfg, data, run_dir: Path, flops_per_step: float, ctx: DistContext
 ) -> dict:
-    previous = {}
-    path = run_dir / "manifest.json"
-    if path.exists():
-        import json
-
-        previous = json.loads(path.read_text())
+    previous = read_manifest(run_dir)
     if previous.get("status") == "complete" and previous.get("steps") == cfg.total_steps:
         return previous
     manifest = {

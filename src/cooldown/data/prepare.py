@@ -139,6 +139,7 @@ def _open(cfg: DataConfig) -> tuple[Source, Tokenizer | None]:
         hf_split=cfg.hf_split,
         hf_config=cfg.hf_config,
         eod_id=tokenizer.eod_id if tokenizer is not None else None,
+        max_bytes=cfg.max_bytes,
     )
     return source, tokenizer
 

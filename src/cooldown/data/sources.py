@@ -176,6 +176,63 @@ def split_paragraphs(text: str) -> list[str]:
     return [p for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
 
 
+_READ_CHUNK = 1 << 20  # bytes read at a time from a text file
+
+
+def _text_chunks(path: Path) -> Iterator[str]:
+    """The file's UTF-8 text in pieces, read as the caller consumes them: a huge file (or an
+    endless one, /dev/zero) is never held whole."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(_READ_CHUNK)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                raise CooldownError(
+                    f"source file {path} is not UTF-8 text (byte {offset + e.start}); convert it "
+                    "or remove it from the source folder"
+                ) from None
+            if text:
+                yield text
+            if not chunk:
+                return
+            offset += len(chunk)
+
+
+def _stream_paragraphs(path: Path, max_bytes: int | None) -> Iterator[str]:
+    """`split_paragraphs` of the file's text, paragraph by paragraph as the file is read.
+
+    The text is cut only at the start of a blank-line break that a character other than a space
+    or a tab follows, where no later text can change how the break matches, so the paragraphs are
+    exactly those of the whole text. A paragraph in progress longer than `max_bytes` is yielded
+    as soon as it is: it cannot be kept, and the caller's byte limit ends the stream there."""
+    buffer = ""
+    for text in _text_chunks(path):
+        buffer += text
+        cut = None
+        for m in _PARAGRAPH_BREAK.finditer(buffer):
+            if buffer[m.end() :].lstrip(" \t\r\f\v"):
+                cut = m.start()
+        if cut is not None:
+            yield from split_paragraphs(buffer[:cut])
+            buffer = buffer[cut:]
+        if max_bytes is not None and len(buffer) > max_bytes:
+            # More characters than max_bytes means more bytes too.
+            head = buffer.lstrip(" \t\r\f\v\n")
+            # Only a last newline followed by nothing but spaces may still start a break.
+            newline = head.rfind("\n")
+            whole = newline < 0 or head[newline + 1 :].strip(" \t\r\f\v")
+            known = len(head) if whole else newline
+            if known > max_bytes and _PARAGRAPH_BREAK.search(head) is None:
+                yield head[:known]
+                return
+    yield from split_paragraphs(buffer)
+
+
 # --- sources --------------------------------------------------------------------------------------
 
 
@@ -233,8 +290,8 @@ class StdlibSource(Source):
 class FolderSource(Source):
     kind = "folder"
 
-    def __init__(self, root: Path, text_field: str):
-        self.root, self.text_field = root, text_field
+    def __init__(self, root: Path, text_field: str, max_bytes: int | None = None):
+        self.root, self.text_field, self.max_bytes = root, text_field, max_bytes
         self.files = _walk_sorted(root, lambda rel: rel.name.startswith("."))
         self.files = [f for f in self.files if not f.name.startswith(".")]
         if not self.files:
@@ -262,6 +319,12 @@ class FolderSource(Source):
                 yield from _jsonl_documents(f, self.text_field, prefix=f"{rel}:")
             elif f.suffix == ".parquet":
                 yield from _parquet_documents(f, self.text_field, prefix=f"{rel}:")
+            elif self.max_bytes is not None and f.stat().st_size > self.max_bytes:
+                # Larger than the whole corpus may be: it ends the corpus (limit_documents), so
+                # only enough of it is read to say so.
+                with f.open("rb") as fh:
+                    head = fh.read(self.max_bytes + 1).decode("utf-8", errors="replace")
+                yield Document(rel, text=head)
             else:
                 yield Document(rel, text=_read_utf8(f))
 
@@ -271,10 +334,11 @@ class FolderSource(Source):
 
 
 class FileSource(Source):
-    """One local file: JSONL, Parquet, or text (one document per paragraph)."""
+    """One local file: JSONL, Parquet, or text (one document per paragraph). `max_bytes` bounds
+    what is read of a text file (see `_text_chunks`)."""
 
-    def __init__(self, path: Path, text_field: str):
-        self.path, self.text_field = path, text_field
+    def __init__(self, path: Path, text_field: str, max_bytes: int | None = None):
+        self.path, self.text_field, self.max_bytes = path, text_field, max_bytes
         self.kind = {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix, "text")
         what = {"text": "text file (one document per paragraph)"}.get(
             self.kind, f"{self.kind} file"
@@ -297,7 +361,7 @@ class FileSource(Source):
         elif self.kind == "parquet":
             yield from _parquet_documents(self.path, self.text_field, prefix="")
         else:
-            for i, para in enumerate(split_paragraphs(_read_utf8(self.path))):
+            for i, para in enumerate(_stream_paragraphs(self.path, self.max_bytes)):
                 yield Document(str(i), text=para)
 
 
@@ -453,8 +517,10 @@ def open_source(
     hf_split: str = "train",
     hf_config: str | None = None,
     eod_id: int | None = None,
+    max_bytes: int | None = None,
 ) -> Source:
-    """The source named by a `DataConfig.source` string. `eod_id` is needed for token files only."""
+    """The source named by a `DataConfig.source` string. `eod_id` is needed for token files only;
+    `max_bytes` (the corpus's byte limit) bounds what is read of a single text file."""
     if spec == "stdlib":
         return StdlibSource()
     if spec.startswith("hf:"):
@@ -474,12 +540,21 @@ def open_source(
         )
     path = path.resolve()
     if path.is_dir():
-        return FolderSource(path, text_field)
+        return FolderSource(path, text_field, max_bytes)
+    if not path.is_file() and max_bytes is None:
+        # A device or a pipe (/dev/zero, /dev/stdin) may have no end: only a byte limit makes
+        # reading it finish.
+        raise CooldownError(
+            f"data.source: {spec!r} is not a regular file or folder (a device or a pipe): give "
+            "data.max_bytes to read only that many bytes of it, or save the text to a file"
+        )
+    if not path.is_file() and path.suffix in (".bin", ".jsonl", ".parquet"):
+        raise CooldownError(f"data.source: {spec!r} is not a regular file")
     if path.suffix == ".bin":
         if eod_id is None:
             raise CooldownError(f"token file {path} needs a tokenizer that defines the eod id")
         return TokenFileSource(path, eod_id)
-    return FileSource(path, text_field)
+    return FileSource(path, text_field, max_bytes)
 
 
 def limit_documents(

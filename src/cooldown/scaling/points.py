@@ -36,6 +36,12 @@ METHOD_COLUMN = "method"
 DERIVED_CONVENTION = "6ND"
 UNSTATED_CONVENTION = "unstated"
 MIN_POINTS = 5  # the Chinchilla law's parameters: E, A, B, alpha, beta
+# The Approach-3 fit costs time in proportion to its points (4,500 starts, then the bootstrap):
+# about 35 s for 2,000 points with 100 resamples on 2 CPU cores, so 5,000 points is minutes.
+# Chinchilla's own fit had about 400. A larger table is a loss log, not one point per run.
+MAX_POINTS = 5000
+# Read whole into memory (about 10x its size as Python rows), so its size is bounded first.
+MAX_TABLE_BYTES = 16 * 2**20
 _CONVENTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.\-]*$")
 
 
@@ -205,6 +211,12 @@ def points_from_rows(
         kept = match
     if not kept:
         raise CooldownError(f"{label}: no rows left to fit (the file has {len(rows)} rows)")
+    if len(kept) > MAX_POINTS:
+        raise CooldownError(
+            f"{label}: {len(kept):,} rows to fit, more than the {MAX_POINTS:,} points `cooldown "
+            "fit` takes (one point per run: its time grows with the points); select the runs "
+            "with --where COLUMN=VALUE or keep one row per run"
+        )
 
     if METHOD_COLUMN in present:
         methods = sorted({str(r.get(METHOD_COLUMN)) for _, r in kept})
@@ -326,6 +338,13 @@ def read_points(
     where: Sequence[str] = (),
 ) -> ScalingPoints:
     """Read and validate the points of a results table (CSV, JSONL or Parquet)."""
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > MAX_TABLE_BYTES:
+        raise CooldownError(
+            f"{path}: {size:,} bytes, more than the {MAX_TABLE_BYTES // 2**20} MB results table "
+            f"`cooldown fit` reads (one row per run, at most {MAX_POINTS:,} points); keep "
+            "one row per run (a loss log is not a results table)"
+        )
     names, rows = read_table(path)
     return points_from_rows(
         names,

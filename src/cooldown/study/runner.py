@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cooldown.errors import CooldownError
+from cooldown.errors import CooldownError, Interrupted
 from cooldown.fileio import atomic_write_text
 from cooldown.study.node import EXIT_BUSY
 from cooldown.study.plan import Plan, build_plan
@@ -426,6 +426,7 @@ def run_study(
                     break
                 time.sleep(poll_s)
         except BaseException as e:
+            released = []
             for node_id, (claim, handle) in active.items():
                 handle.stop()
                 outcome = handle.poll()
@@ -433,7 +434,18 @@ def run_study(
                     _record(state, plan, study_dir, claim, outcome, report, log)
                 else:
                     state.finish(claim, "released")
+                    released.append(node_id)
                     log(f"released {node_id}: it resumes from its last checkpoint next time")
+            if isinstance(e, KeyboardInterrupt):
+                nodes = (
+                    f"{len(released)} running node(s) released" if released else "no node running"
+                )
+                raise Interrupted(
+                    f"study run interrupted ({study_dir}): {nodes}, {len(report.done_now)} "
+                    "finished in this run; "
+                    "rerun the same command to finish the study (runs resume from their last "
+                    "checkpoints)"
+                ) from None
             if isinstance(e, _Terminated):
                 raise CooldownError(
                     f"study run stopped by {e}; its nodes were released: run the same command "

@@ -183,6 +183,18 @@ class StudyState:
         self.study_dir.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: every write below opens its own BEGIN IMMEDIATE transaction.
         self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise CooldownError(
+                f"{self.path} is not a readable study database ({e}); move it away and run the "
+                "same command again: the study's finished runs are found in their folders"
+            ) from None
+
+    def _open(self) -> None:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 60000")
         self.db.execute("PRAGMA journal_mode = WAL")
