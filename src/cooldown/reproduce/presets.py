@@ -127,30 +127,33 @@ CPU = Preset(
     # 4 layers x width 64 (246k parameters with the 512-token vocabulary), fp32. Pilots on this
     # 2-core CPU (issue 15 note): bf16 autocast ran at 0.65-1.02x fp32's tokens/s from 70k to
     # 1.7M parameters, so fp32; width 64 costs ~1.5x width 32 per token (the step is overhead-
-    # bound at these sizes) and reached 3.60 vs 3.89 nats/token in the 300-step LR sweep, and
-    # three seeds of it fit the 15-minute budget. LR sweep pilot at 300 steps: cosine best 5e-3,
-    # constant + 20% 1-sqrt cooldown best 2.5e-3, both collapsing at 1e-2.
+    # bound at these sizes) and its constant + cooldown run reached 3.60 against width 32's 3.89
+    # nats/token (300 steps, logged evaluation). The 300-step LR sweep on the paired evaluation:
+    # cosine best at 2.5e-3 and 5e-3 (4.015, 4.016), constant + 20% 1-sqrt cooldown at 2.5e-3
+    # (3.806; 1.25e-3 4.095, 5e-3 3.874), both collapsing at 1e-2.
     model={**_shape(4, 64, 4), "max_seq_len": 64},
     seq_len=64,
     batch_size=16,
-    budgets=(300, 600, 900),
+    # Three seeds of 600-step runs at width 64 are what fits 15 minutes with the set-up: the
+    # first fresh-clone run at (300, 600, 900) was on course for ~17 minutes.
+    budgets=(200, 400, 600),
     warmup_steps=50,
     lr_grid=(1.25e-3, 2.5e-3, 5e-3, 1e-2),
     seeds=(0, 1, 2),
-    eval_interval=50,
+    eval_interval=25,
     eval_batches=8,
-    swa_window=75,
+    swa_window=50,
     lawa_windows=(4,),
     # Per-size cosine peaks from the 300-step pilots ({2.5e-3, 5e-3, 1e-2, 2e-2}): 4x32 best at
     # 1e-2, 4x64 at 5e-3; 4x16 and 4x48 take their neighbour's. Each size's constant LR is its
     # cosine peak times the ratio of the two best LRs of the (a) sweep.
     scaling=(
-        ScalingSize("4x16", {**_shape(4, 16, 1), "max_seq_len": 64}, (150, 300, 450), lr=1e-2),
-        ScalingSize("4x32", {**_shape(4, 32, 2), "max_seq_len": 64}, (150, 300, 450), lr=1e-2),
-        ScalingSize("4x48", {**_shape(4, 48, 3), "max_seq_len": 64}, (150, 300, 450), lr=5e-3),
-        ScalingSize("4x64", {**_shape(4, 64, 4), "max_seq_len": 64}, (150, 300, 450), lr=5e-3),
+        ScalingSize("4x16", {**_shape(4, 16, 1), "max_seq_len": 64}, (100, 200, 300), lr=1e-2),
+        ScalingSize("4x32", {**_shape(4, 32, 2), "max_seq_len": 64}, (100, 200, 300), lr=1e-2),
+        ScalingSize("4x48", {**_shape(4, 48, 3), "max_seq_len": 64}, (100, 200, 300), lr=5e-3),
+        ScalingSize("4x64", {**_shape(4, 64, 4), "max_seq_len": 64}, (100, 200, 300), lr=5e-3),
     ),
-    scaling_eval_interval=25,
+    scaling_eval_interval=10,
 )
 
 
