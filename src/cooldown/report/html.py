@@ -50,11 +50,12 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     from cooldown.report.interpolation_plot import plot_interpolation
     from cooldown.report.schedule_plot import plot_schedules
     from cooldown.schedule_specs import schedule_from_config
+    from cooldown.schedules import cooldown_split
 
     figs = out / "figures"
     p = preset
     big = p.budgets[-1]
-    cool = round(big * p.cooldown_frac)
+    _, cool = cooldown_split(big, p.cooldown_frac, field="cooldown_frac")
     sections = []
 
     schedules = [

@@ -21,12 +21,13 @@ from cooldown.reproduce.plan import (
     cosine_config,
 )
 from cooldown.reproduce.presets import Preset
+from cooldown.schedules import cooldown_split
 
 CONVENTION = "chinchilla"
 
 
 def _cool_start(total: int, frac: float) -> int:
-    return total - max(1, round(total * frac))
+    return cooldown_split(total, frac, field="cooldown_frac")[0]
 
 
 def _branch_key(parent: str, step: int, k: int, shape: str) -> str:

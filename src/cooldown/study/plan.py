@@ -34,6 +34,7 @@ from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.flops import FLOP_CONVENTIONS, training_flops_per_token
+from cooldown.schedules import cooldown_split
 from cooldown.shapes import ModelConfig, non_embedding_param_count, param_count
 from cooldown.study.spec import StudySpec, plan_vocab_size
 
@@ -295,14 +296,9 @@ def _cooldown_split(
     cooldown fraction."""
     settings = spec.methods.get(method)
     assert settings is not None
-    frac = settings.fraction
-    k = round(frac * total)
-    s = total - k
-    if k < 1 or s < 1:
-        raise CooldownError(
-            f"methods.{method}.fraction: {frac} of the {total}-step budget of size {info.name} "
-            f"leaves {k} cooldown and {s} stable steps; each needs at least 1"
-        )
+    s, k = cooldown_split(
+        total, settings.fraction, field=f"methods.{method}.fraction", where=f" of size {info.name}"
+    )
     if s < spec.warmup_steps:
         raise CooldownError(
             f"warmup_steps: warmup ({spec.warmup_steps} steps) ends after the branch point "
