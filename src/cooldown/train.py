@@ -49,9 +49,9 @@ from cooldown.flops import describe_convention, training_flops_per_step
 from cooldown.loggers import build_loggers
 from cooldown.metrics import MetricsLog
 from cooldown.model import Transformer
+from cooldown.model_sizes import non_embedding_param_count, param_count
 from cooldown.optim import SwitchableOptimizer, build_optimizer, clip_grad_norm
 from cooldown.run_state import data_reuse_warnings, kept_steps, lineage, prepare_run_dir, restore
-from cooldown.shapes import non_embedding_param_count, param_count
 from cooldown.sharded_checkpoint import (
     OPTIMIZER_VALUES,
     save_sharded_checkpoint,

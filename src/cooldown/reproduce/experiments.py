@@ -214,7 +214,7 @@ def collect(p: Preset, runs_root: Path) -> dict:
 def collect_scaling(p: Preset, r: Path) -> dict:
     from cooldown.config import load_run_config
     from cooldown.flops import training_flops
-    from cooldown.shapes import param_count
+    from cooldown.model_sizes import param_count
 
     points = []
     compute = {"cosine": 0.0, "cooldown": 0.0}

@@ -34,8 +34,8 @@ from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.flops import FLOP_CONVENTIONS, training_flops_per_token
+from cooldown.model_sizes import ModelConfig, non_embedding_param_count, param_count
 from cooldown.schedules import cooldown_split
-from cooldown.shapes import ModelConfig, non_embedding_param_count, param_count
 from cooldown.study.spec import StudySpec, plan_vocab_size
 
 # Methods whose cost includes (a prefix of) the constant-LR trunk.

@@ -42,7 +42,7 @@ from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_text
 from cooldown.flops import FLOP_CONVENTIONS, training_flops
 from cooldown.metrics import read_metrics
-from cooldown.shapes import non_embedding_param_count, param_count
+from cooldown.model_sizes import non_embedding_param_count, param_count
 from cooldown.study.plan import Plan, PlanNode, SizeInfo, build_plan
 from cooldown.study.spec import load_study, study_dir_for
 from cooldown.study.state import StudyState

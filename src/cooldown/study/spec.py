@@ -61,7 +61,7 @@ from cooldown.data import DataConfig
 from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.errors import CooldownError, format_validation_error
 from cooldown.flops import FlopConvention
-from cooldown.shapes import ModelConfig
+from cooldown.model_sizes import ModelConfig
 
 METHODS: tuple[str, ...] = ("cosine", "cooldown", "swa", "cooldown-predicted")
 PREDICTION_LAWS: tuple[str, ...] = ("mpl", "tissue")  # cooldown.predict.LAWS
