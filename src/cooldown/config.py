@@ -34,14 +34,14 @@ from pydantic import (
     model_validator,
 )
 
-from cooldown.averaging import AveragingConfig
+from cooldown.averaging_config import AveragingConfig
 from cooldown.configio import apply_overrides, read_toml, validate
 from cooldown.data import DataConfig
 from cooldown.data.mixture import MixtureComponent
 from cooldown.errors import CooldownError
 from cooldown.flops import FlopConvention
 from cooldown.model_sizes import ModelConfig
-from cooldown.optim import OptimConfig
+from cooldown.optim_config import OptimConfig
 from cooldown.schedule_specs import schedule_from_config
 
 
