@@ -23,11 +23,8 @@ from cooldown.config import RunConfig
 from cooldown.configio import validate
 from cooldown.errors import CooldownError
 from cooldown.study.plan import Plan, PlanNode
+from cooldown.study.run_dirs import run_dir_name
 from cooldown.study.spec import StudySpec
-
-
-def run_dir_name(node_id: str) -> str:
-    return f"runs/{node_id}"
 
 
 def _shared(spec: StudySpec, plan: Plan, node: PlanNode) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +40,10 @@ from typing import Any
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_text
 from cooldown.flops import FLOP_CONVENTIONS, training_flops
-from cooldown.metrics import read_metrics
 from cooldown.model_sizes import non_embedding_param_count, param_count
+from cooldown.run_dir import MANIFEST_FILE, RunDir
 from cooldown.study.plan import Plan, PlanNode, SizeInfo, build_plan
+from cooldown.study.run_dirs import node_run
 from cooldown.study.spec import load_study, study_dir_for
 from cooldown.study.state import StudyState
 
@@ -81,23 +81,18 @@ COLUMNS: tuple[str, ...] = (
 def read_run_result(run_dir: str | Path, expect_steps: int | None = None) -> dict[str, Any]:
     """A finished run's results (its manifest, evaluation rows and throughput) as stored in the
     study state; an error when the run is not complete."""
-    run_dir = Path(run_dir)
-    path = run_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CooldownError(f"{run_dir}: no manifest.json (the run has not started)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CooldownError(f"{path} is not valid JSON: {e}") from None
-    steps = manifest.get("steps")
-    if manifest.get("status") != "complete" or (expect_steps is not None and steps != expect_steps):
+    run = RunDir(run_dir)
+    manifest = run.manifest()
+    if manifest is None:
+        raise CooldownError(f"{run.path}: no {MANIFEST_FILE} (the run has not started)")
+    if not run.is_complete(expect_steps):
         raise CooldownError(
-            f"{run_dir}: the run is not complete (status {manifest.get('status')!r}, "
-            f"steps {steps} of {expect_steps})"
+            f"{run.path}: the run is not complete (status {manifest.status!r}, "
+            f"steps {manifest.steps} of {expect_steps})"
         )
-    rows = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    rows = run.metrics()
     return {
-        "manifest": manifest,
+        "manifest": manifest.as_dict(),
         "eval_rows": _eval_rows(rows),
         "tokens_per_s": _median_rate(rows),
     }
@@ -207,8 +202,7 @@ def _trunk_eval_rows(nodes: dict[str, dict[str, Any]], trunk_id: str, study_dir:
     if node is not None and node["state"] == "done" and node["result"]:
         return node["result"]["eval_rows"]
     # A read-off does not wait for the trunk to finish: its evaluations so far are in its log.
-    path = study_dir / "runs" / trunk_id / "metrics.jsonl"
-    return _eval_rows(read_metrics(path)) if path.exists() else []
+    return _eval_rows(node_run(study_dir, trunk_id).metrics())
 
 
 def _row(
@@ -315,13 +309,13 @@ def _row(
     if point.kind == "average":
         row.update(
             _downstream_columns(
-                study_dir / "runs" / point.parent,
+                node_run(study_dir, point.parent).path,
                 point.budget_steps,
                 only=plan.spec.methods.swa.average,
             )
         )
     elif point.kind != "prediction":
-        row.update(_downstream_columns(study_dir / "runs" / run_id, point.total_steps))
+        row.update(_downstream_columns(node_run(study_dir, run_id).path, point.total_steps))
     return row
 
 
