@@ -118,9 +118,7 @@ def make_node(info: SizeInfo, steps: int, **kw: Any) -> PlanNode:
     )
 
 
-def budget_split(
-    spec: StudySpec, info: SizeInfo, total: int, method: str = "cooldown"
-) -> tuple[int, int]:
+def budget_split(spec: StudySpec, info: SizeInfo, total: int, method: str) -> tuple[int, int]:
     """(branch step s, cooldown steps k) of a budget of `total` updates under `method`'s
     cooldown fraction (`cooldown.schedules.cooldown_split`), the branch point after the warmup."""
     settings = spec.methods.get(method)

@@ -9,15 +9,43 @@ children of the constant-LR trunk that every trunk method of a size, LR and seed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from cooldown.study.plan import Plan
     from cooldown.study.plan_nodes import PlanNode, SizeInfo
     from cooldown.study.spec import StudySpec
 
-__all__ = ["StudyMethod"]
+__all__ = ["NoResult", "PointLoss", "PointSources", "StudyMethod"]
+
+
+class NoResult(Exception):
+    """A point has no result yet: the runs it reads have not finished (the message says which)."""
+
+
+@dataclass
+class PointLoss:
+    """A budget point's losses (nats/token) and what they were measured with."""
+
+    loss: float  # the point's final_val_loss
+    raw: float | None  # of the raw weights
+    val_loss_eval: float | None  # the eval-batches estimate of the raw weights at the last step
+    how: str  # "full" (a full validation pass) or "eval_batches"
+    vocab: int  # the model's actual vocabulary
+    averages: dict[str, float | None] = field(default_factory=dict)  # final loss per average
+    extra: dict[str, Any] = field(default_factory=dict)  # the method's own columns
+
+
+class PointSources(Protocol):
+    """What the results collector has recorded, for the methods to read their points from."""
+
+    def stored(self, node_id: str) -> dict[str, Any]: ...  # a done node's result, or NoResult
+    def trunk_vocab(self, trunk_id: str, info: SizeInfo) -> int: ...
+    def trunk_eval_rows(self, trunk_id: str) -> list[dict[str, Any]]: ...
+    def prediction(self, point: PlanNode) -> Any: ...  # predicted_points.GroupPrediction
 
 
 class StudyMethod:
@@ -59,6 +87,33 @@ class StudyMethod:
     def branch_cooldown(self, spec: StudySpec) -> dict[str, Any]:
         """`final_lr_frac` and `power` of this method's branches."""
         raise NotImplementedError(f"method {self.name} has no branches")
+
+    def point_loss(self, plan: Plan, point: PlanNode, sources: PointSources) -> PointLoss:
+        """The final loss of a point that is a trained run (its own, or the branch it reuses):
+        the full validation pass, or the last periodic evaluation without one."""
+        info = plan.sizes[point.size]
+        run_id = point.reuses or point.id
+        result = sources.stored(run_id)
+        manifest = result["manifest"]
+        final_eval = [r for r in result["eval_rows"] if r["step"] == point.total_steps]
+        val_loss_eval = final_eval[-1]["val_loss"] if final_eval else None
+        raw, how = manifest.get("final_val_loss"), "full"
+        if raw is None:  # train.final_full_eval = false: the last evaluation stands in
+            raw, how = val_loss_eval, "eval_batches"
+        if raw is None:
+            raise NoResult(f"node {run_id} recorded no validation loss")
+        averages = {
+            k.removeprefix("final_val_loss_"): v
+            for k, v in manifest.items()
+            if k.startswith("final_val_loss_") and k != "final_val_loss_raw"
+        }
+        vocab = int(manifest.get("vocab_size") or info.model.vocab_size)
+        return PointLoss(raw, raw, val_loss_eval, how, vocab, averages)
+
+    def point_model(self, plan: Plan, point: PlanNode) -> tuple[str, int, str | None] | None:
+        """(run id, step, weights) of the model a point stands for, whose downstream evaluations
+        are its columns (weights None: every set evaluated); None when no model was trained."""
+        return point.reuses or point.id, point.total_steps, None
 
     def method_settings(self, spec: StudySpec) -> dict[str, Any]:
         """The settings of this method that its nodes' run configs are built from: a change

@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
-from cooldown.study.methods.base import StudyMethod
+from cooldown.study.methods.base import PointLoss, PointSources, StudyMethod
 from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, lr_label, make_node
 
 if TYPE_CHECKING:
+    from cooldown.study.plan import Plan
     from cooldown.study.spec import StudySpec
 
 NAME = "cooldown-predicted"
@@ -26,6 +27,8 @@ PREDICTION_LAWS: tuple[str, ...] = ("mpl", "tissue")  # cooldown.predict.LAWS
 # Parameters of each loss-curve law of `cooldown.predict` (kept here so that planning does not
 # import scipy): a fit needs two observed points per parameter (`cooldown.predict.min_points`).
 LAW_PARAMETERS: dict[str, int] = {"mpl": 7, "tissue": 4}
+# The results columns of this method's rows only (None on a measured point).
+PREDICTION_COLUMNS: tuple[str, ...] = ("loss_interval_low", "loss_interval_high", "calibration")
 
 
 class PredictedMethod(BaseModel):
@@ -87,6 +90,24 @@ class CooldownPredicted(StudyMethod):
         out = _predicted_points(spec, info, trunk, trunk.lr, trunk.seed)
         _check_fit_points(spec, info, trunk.total_steps)
         return out
+
+    def point_loss(self, plan: Plan, point: PlanNode, sources: PointSources) -> PointLoss:
+        """A measured point: its branch's loss; a predicted one: the law's prediction on the
+        full-pass scale (`predicted_points`), with its bootstrap interval and calibration."""
+        if point.kind != "prediction":
+            measured = super().point_loss(plan, point, sources)
+            measured.extra = dict.fromkeys(PREDICTION_COLUMNS)
+            return measured
+        group = sources.prediction(point)
+        extra = group.point(point)
+        assert point.parent is not None
+        loss = extra.pop("final_val_loss")
+        val_loss_eval = extra.pop("val_loss_eval")
+        vocab = sources.trunk_vocab(point.parent, plan.sizes[point.size])
+        return PointLoss(loss, loss, val_loss_eval, group.loss_evaluation, vocab, extra=extra)
+
+    def point_model(self, plan: Plan, point: PlanNode) -> tuple[str, int, str | None] | None:
+        return None if point.kind == "prediction" else super().point_model(plan, point)
 
     def branch_cooldown(self, spec: StudySpec) -> dict[str, Any]:
         # The measured branches cool down to 0: the law predicts that.

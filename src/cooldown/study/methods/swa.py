@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
-from cooldown.study.methods.base import StudyMethod
+from cooldown.study.methods.base import NoResult, PointLoss, PointSources, StudyMethod
 from cooldown.study.plan_nodes import PlanNode, SizeInfo, lr_label, make_node
 
 if TYPE_CHECKING:
+    from cooldown.study.plan import Plan
     from cooldown.study.spec import StudySpec
 
 
@@ -69,3 +70,29 @@ class Swa(StudyMethod):
             )
             previous = t
         return out
+
+    def point_loss(self, plan: Plan, point: PlanNode, sources: PointSources) -> PointLoss:
+        """The trunk's evaluation at the budget: its `average`'s val_loss (eval batches)."""
+        assert point.parent is not None
+        at = [r for r in sources.trunk_eval_rows(point.parent) if r["step"] == point.budget_steps]
+        if not at:
+            raise NoResult(f"trunk {point.parent} has no evaluation at step {point.budget_steps}")
+        evaluation = at[-1]
+        key = f"val_loss_{self.settings(plan.spec).average}"
+        if evaluation.get(key) is None:
+            raise NoResult(
+                f"trunk {point.parent} logged no {key} at step {point.budget_steps} "
+                "(check the [averaging] table)"
+            )
+        averages = {
+            k.removeprefix("val_loss_"): v
+            for k, v in evaluation.items()
+            if k.startswith("val_loss_")
+        }
+        raw = evaluation["val_loss"]
+        vocab = sources.trunk_vocab(point.parent, plan.sizes[point.size])
+        return PointLoss(evaluation[key], raw, raw, "eval_batches", vocab, averages)
+
+    def point_model(self, plan: Plan, point: PlanNode) -> tuple[str, int, str | None] | None:
+        assert point.parent is not None and point.budget_steps is not None
+        return point.parent, point.budget_steps, self.settings(plan.spec).average
