@@ -7,7 +7,7 @@ docstrings never count). Run from the repository root, before and after a change
 - imports inside functions: `import` / `from ... import` statements inside a def (an
   `if TYPE_CHECKING:` block is left out: it never runs);
 - manifest.json readers / writers: functions that name the run folder's `manifest.json` (the
-  literal, or a module constant holding it) and read it (read_text, json.load(s), open,
+  literal, a module constant holding it, or `RunDir.manifest_path`) and read it (read_text, json.load(s), open,
   model_validate_json) or write it (atomic_write_json, write_text, json.dump);
 - method names outside their module: in `src/cooldown/study`, the string constants equal to a
   study method's name ("cosine", "cooldown", "swa", "cooldown-predicted") and attribute reads of
@@ -30,6 +30,7 @@ SRC = Path("src/cooldown")
 METHODS = {"cosine": "cosine", "cooldown": "cooldown", "swa": "swa"}
 METHODS["cooldown-predicted"] = "cooldown_predicted"
 MANIFEST = "manifest.json"
+MANIFEST_ATTRS = {"manifest_path"}  # cooldown.run_dir.RunDir's path of the file
 READ_CALLS = {
     "read_text",
     "load",
@@ -106,7 +107,7 @@ def _manifest_users(trees: dict[Path, ast.Module]) -> tuple[list[str], list[str]
             names_it = any(
                 (isinstance(n, ast.Constant) and n.value == MANIFEST)
                 or (isinstance(n, ast.Name) and n.id in constants)
-                or (isinstance(n, ast.Attribute) and n.attr in constants)
+                or (isinstance(n, ast.Attribute) and n.attr in constants | MANIFEST_ATTRS)
                 for n in own
             )
             if not names_it:
