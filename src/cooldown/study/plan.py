@@ -188,7 +188,7 @@ def build_plan(spec: StudySpec) -> Plan:
     planned = [REGISTRY[name] for name in spec.methods.names]
     trunk_lrs: list[float] = []
     for method in planned:
-        trunk_lrs += [lr for lr in method.trunk_lrs(spec) if lr not in trunk_lrs]
+        trunk_lrs += [lr for lr in method.trunk_lrs(spec.methods) if lr not in trunk_lrs]
     nodes: list[PlanNode] = []
     for info in infos.values():
         for method in planned:
@@ -206,7 +206,7 @@ def _trunk_and_children(
     spec: StudySpec, info: SizeInfo, lr: float, seed: int, planned: list[StudyMethod]
 ) -> list[PlanNode]:
     """One constant-LR trunk and what every trunk method at this LR hangs off it."""
-    on = [m for m in planned if lr in m.trunk_lrs(spec)]
+    on = [m for m in planned if lr in m.trunk_lrs(spec.methods)]
     branch_points = tuple(p for m in on for p in m.branch_points(spec, info))
     trunk_steps = max([*branch_points, *(m.trunk_end(spec, info) for m in on)])
     if trunk_steps < spec.warmup_steps:

@@ -63,6 +63,7 @@ from cooldown.study.fields import as_list, positive_unique
 from cooldown.study.methods import (
     METHOD_NAMES,
     PREDICTION_LAWS,
+    REGISTRY,
     CooldownMethod,
     CosineMethod,
     PredictedMethod,
@@ -201,13 +202,8 @@ class Methods(BaseModel):
     def _at_least_one(self) -> Methods:
         if not self.names:
             raise ValueError(f"give at least one method table: {', '.join(METHODS)}")
-        if self.swa is not None and self.swa.lr is None and self.cooldown is None:
-            raise ValueError("swa.lr: missing (it defaults to the cooldown's, and there is none)")
-        predicted = self.cooldown_predicted
-        if predicted is not None and predicted.lr is None and self.cooldown is None:
-            raise ValueError(
-                "cooldown-predicted.lr: missing (it defaults to the cooldown's, and there is none)"
-            )
+        for method in self.names:
+            REGISTRY[method].check_methods(self)
         return self
 
     def get(self, name: str) -> BaseModel | None:
@@ -219,29 +215,15 @@ class Methods(BaseModel):
         return [m for m in METHODS if self.get(m) is not None]
 
     def trunk_lrs(self) -> list[float]:
-        """LRs that need a constant-LR trunk: the cooldown's, the swa read-off's and the
-        predicted method's (one trunk per LR, shared)."""
-        lrs = list(self.cooldown.lr) if self.cooldown else []
-        for extra in (self.swa_lrs(), self.predicted_lrs()):
-            lrs += [lr for lr in extra if lr not in lrs]
+        """LRs that need a constant-LR trunk (one trunk per LR, shared by the trunk methods)."""
+        lrs: list[float] = []
+        for method in self.names:
+            lrs += [lr for lr in REGISTRY[method].trunk_lrs(self) if lr not in lrs]
         return lrs
 
-    def swa_lrs(self) -> list[float]:
-        if self.swa is None:
-            return []
-        if self.swa.lr is not None:
-            return list(self.swa.lr)
-        assert self.cooldown is not None
-        return list(self.cooldown.lr)
-
     def predicted_lrs(self) -> list[float]:
-        predicted = self.cooldown_predicted
-        if predicted is None:
-            return []
-        if predicted.lr is not None:
-            return list(predicted.lr)
-        assert self.cooldown is not None
-        return list(self.cooldown.lr)
+        """The LRs of `cooldown-predicted` (its own, else the cooldown's)."""
+        return REGISTRY["cooldown-predicted"].trunk_lrs(self)
 
 
 class StudySpec(BaseModel):
@@ -310,50 +292,14 @@ class StudySpec(BaseModel):
                     f"sizes.{i}: no budgets for {size.name!r}; give steps, tokens or "
                     "tokens_per_param in the size's table or in [budgets]"
                 )
-        predicted = self.methods.cooldown_predicted
-        if predicted is not None:
-            if "eval_interval" not in self.train:
-                raise ValueError(
-                    "train.eval_interval: methods.cooldown-predicted fits a law to the periodic "
-                    "evaluations of the trunk and the measured branches; set how often they "
-                    "evaluate (a few dozen evaluations per trunk)"
-                )
-            for i, size in enumerate(self.sizes):
-                _check_predicted_budgets(predicted.measured, i, size, size.budgets(self.budgets))
-        if self.methods.swa is not None:
-            if self.averaging is None:
-                raise ValueError(
-                    "averaging: methods.swa reads the trunk's weight averages; add an "
-                    "[averaging] table (e.g. swa_window = 500)"
-                )
-            if "eval_interval" not in self.train:
-                raise ValueError(
-                    "train.eval_interval: methods.swa reads the trunk's evaluation at every "
-                    "budget; set an eval_interval that divides every budget's steps"
-                )
+        for method in self.methods.names:
+            REGISTRY[method].check_spec(self)
         return self
 
     @property
     def eval_interval(self) -> int | None:
         value = self.train.get("eval_interval")
         return int(value) if value is not None else None
-
-
-def _check_predicted_budgets(measured: int, index: int, size: SizeSpec, budgets: Budgets) -> None:
-    given = budgets.given
-    count = len(getattr(budgets, given)) if given is not None else 0
-    where = f"methods.cooldown-predicted.measured: size {size.name!r} (sizes.{index})"
-    if measured == 2 and count < 2:
-        raise ValueError(
-            f"{where} has one budget; measured = 2 runs branches for the largest and the "
-            "smallest budget"
-        )
-    if count <= measured:
-        raise ValueError(
-            f"{where} has {count} budget(s), all of them measured (measured = {measured}): "
-            f"nothing left to predict; give at least {measured + 1} budgets or use "
-            "methods.cooldown"
-        )
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> StudySpec:

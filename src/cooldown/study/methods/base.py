@@ -17,9 +17,9 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from cooldown.study.plan import Plan
     from cooldown.study.plan_nodes import PlanNode, SizeInfo
-    from cooldown.study.spec import StudySpec
+    from cooldown.study.spec import Methods, StudySpec
 
-__all__ = ["NoResult", "PointLoss", "PointSources", "StudyMethod"]
+__all__ = ["NoResult", "PointLoss", "PointSources", "StudyMethod", "own_or_cooldown_lrs"]
 
 
 class NoResult(Exception):
@@ -57,6 +57,13 @@ class StudyMethod:
         """This method's `[methods.NAME]` settings (None when the study does not plan it)."""
         return spec.methods.get(self.name)
 
+    def check_methods(self, methods: Methods) -> None:
+        """Refuse (ValueError, naming the field) settings that need another method's table."""
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """Refuse (ValueError, naming the field) a study whose other tables this method cannot
+        work with."""
+
     def check_size(self, spec: StudySpec, info: SizeInfo) -> None:
         """Refuse, in one line, a size this method cannot plan."""
 
@@ -68,7 +75,7 @@ class StudyMethod:
         """The `[schedule]` of one of this method's runs from scratch."""
         raise NotImplementedError(f"method {self.name} has no runs from scratch")
 
-    def trunk_lrs(self, spec: StudySpec) -> list[float]:
+    def trunk_lrs(self, methods: Methods) -> list[float]:
         """LRs at which this method needs the constant-LR trunk."""
         return []
 
@@ -119,3 +126,17 @@ class StudyMethod:
         """The settings of this method that its nodes' run configs are built from: a change
         must not leave finished nodes that were trained otherwise."""
         return {}
+
+
+def own_or_cooldown_lrs(methods: Methods, name: str) -> list[float]:
+    """The LRs of method `name`: its own `lr`, else the cooldown method's (ValueError without
+    either)."""
+    own = methods.get(name)
+    if own is None:
+        return []
+    if own.lr is not None:
+        return list(own.lr)
+    cooldown = methods.get("cooldown")
+    if cooldown is None:
+        raise ValueError(f"{name}.lr: missing (it defaults to the cooldown's, and there is none)")
+    return list(cooldown.lr)

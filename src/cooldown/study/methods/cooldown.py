@@ -14,7 +14,7 @@ from cooldown.study.methods.base import StudyMethod
 from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, lr_label, make_node
 
 if TYPE_CHECKING:
-    from cooldown.study.spec import StudySpec
+    from cooldown.study.spec import Methods, StudySpec
 
 
 class CooldownMethod(BaseModel):
@@ -61,8 +61,8 @@ class Cooldown(StudyMethod):
     settings_model = CooldownMethod
     on_trunk = True
 
-    def trunk_lrs(self, spec: StudySpec) -> list[float]:
-        settings = self.settings(spec)
+    def trunk_lrs(self, methods: Methods) -> list[float]:
+        settings = methods.get(self.name)
         return list(settings.lr) if settings is not None else []
 
     def branch_points(self, spec: StudySpec, info: SizeInfo) -> tuple[int, ...]:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
-from cooldown.study.methods.base import PointLoss, PointSources, StudyMethod
+from cooldown.study.methods.base import PointLoss, PointSources, StudyMethod, own_or_cooldown_lrs
 from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, lr_label, make_node
 
 if TYPE_CHECKING:
     from cooldown.study.plan import Plan
-    from cooldown.study.spec import StudySpec
+    from cooldown.study.spec import Budgets, Methods, SizeSpec, StudySpec
 
 NAME = "cooldown-predicted"
 PREDICTION_LAWS: tuple[str, ...] = ("mpl", "tissue")  # cooldown.predict.LAWS
@@ -79,8 +79,22 @@ class CooldownPredicted(StudyMethod):
     settings_model = PredictedMethod
     on_trunk = True
 
-    def trunk_lrs(self, spec: StudySpec) -> list[float]:
-        return spec.methods.predicted_lrs()
+    def check_methods(self, methods: Methods) -> None:
+        own_or_cooldown_lrs(methods, self.name)
+
+    def check_spec(self, spec: StudySpec) -> None:
+        if "eval_interval" not in spec.train:
+            raise ValueError(
+                "train.eval_interval: methods.cooldown-predicted fits a law to the periodic "
+                "evaluations of the trunk and the measured branches; set how often they "
+                "evaluate (a few dozen evaluations per trunk)"
+            )
+        measured = self.settings(spec).measured
+        for i, size in enumerate(spec.sizes):
+            _check_predicted_budgets(measured, i, size, size.budgets(spec.budgets))
+
+    def trunk_lrs(self, methods: Methods) -> list[float]:
+        return own_or_cooldown_lrs(methods, self.name)
 
     def branch_points(self, spec: StudySpec, info: SizeInfo) -> tuple[int, ...]:
         # Only the measured budgets branch off the trunk; the others are predicted.
@@ -215,3 +229,20 @@ def _predicted_points(
         else:
             out.append(make_node(info, k, kind="branch", incremental_steps=incremental, **common))
     return out
+
+
+def _check_predicted_budgets(measured: int, index: int, size: SizeSpec, budgets: Budgets) -> None:
+    given = budgets.given
+    count = len(getattr(budgets, given)) if given is not None else 0
+    where = f"methods.cooldown-predicted.measured: size {size.name!r} (sizes.{index})"
+    if measured == 2 and count < 2:
+        raise ValueError(
+            f"{where} has one budget; measured = 2 runs branches for the largest and the "
+            "smallest budget"
+        )
+    if count <= measured:
+        raise ValueError(
+            f"{where} has {count} budget(s), all of them measured (measured = {measured}): "
+            f"nothing left to predict; give at least {measured + 1} budgets or use "
+            "methods.cooldown"
+        )

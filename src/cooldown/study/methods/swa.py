@@ -9,12 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
-from cooldown.study.methods.base import NoResult, PointLoss, PointSources, StudyMethod
+from cooldown.study.methods.base import (
+    NoResult,
+    PointLoss,
+    PointSources,
+    StudyMethod,
+    own_or_cooldown_lrs,
+)
 from cooldown.study.plan_nodes import PlanNode, SizeInfo, lr_label, make_node
 
 if TYPE_CHECKING:
     from cooldown.study.plan import Plan
-    from cooldown.study.spec import StudySpec
+    from cooldown.study.spec import Methods, StudySpec
 
 
 class SwaMethod(BaseModel):
@@ -41,8 +47,23 @@ class Swa(StudyMethod):
                 f"of size {info.name}; methods.swa reads the trunk's evaluation there"
             )
 
-    def trunk_lrs(self, spec: StudySpec) -> list[float]:
-        return spec.methods.swa_lrs()
+    def check_methods(self, methods: Methods) -> None:
+        own_or_cooldown_lrs(methods, self.name)
+
+    def check_spec(self, spec: StudySpec) -> None:
+        if spec.averaging is None:
+            raise ValueError(
+                "averaging: methods.swa reads the trunk's weight averages; add an "
+                "[averaging] table (e.g. swa_window = 500)"
+            )
+        if "eval_interval" not in spec.train:
+            raise ValueError(
+                "train.eval_interval: methods.swa reads the trunk's evaluation at every "
+                "budget; set an eval_interval that divides every budget's steps"
+            )
+
+    def trunk_lrs(self, methods: Methods) -> list[float]:
+        return own_or_cooldown_lrs(methods, self.name)
 
     def trunk_end(self, spec: StudySpec, info: SizeInfo) -> int:
         return info.budgets[-1]
