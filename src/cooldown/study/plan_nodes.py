@@ -16,7 +16,15 @@ from cooldown.schedules import cooldown_split
 if TYPE_CHECKING:
     from cooldown.study.spec import StudySpec
 
-__all__ = ["PlanNode", "SizeInfo", "budget_split", "lr_label", "make_node"]
+__all__ = [
+    "PlanNode",
+    "SizeInfo",
+    "budget_split",
+    "lr_label",
+    "make_node",
+    "point_id",
+    "trunk_point",
+]
 
 
 def lr_label(lr: float) -> str:
@@ -115,6 +123,33 @@ def make_node(info: SizeInfo, steps: int, **kw: Any) -> PlanNode:
     compute = {c: info.flops(steps, c) for c in FLOP_CONVENTIONS}
     return PlanNode(
         size=info.name, steps=steps, tokens_per_step=info.tokens_per_step, compute=compute, **kw
+    )
+
+
+def point_id(
+    method: str, info: SizeInfo, budget: int, lr: float, seed: int, shape: str | None = None
+) -> str:
+    """The id of `method`'s point of one size, budget (steps), shape, LR and seed."""
+    shaped = f"-{shape}" if shape is not None else ""
+    return f"{method}-{info.name}-{budget}{shaped}-lr{lr_label(lr)}-seed{seed}"
+
+
+def trunk_point(
+    info: SizeInfo, trunk: PlanNode, method: str, budget: int, steps: int, **kw: Any
+) -> PlanNode:
+    """`method`'s point of `budget` hanging off `trunk` (at its LR and seed), training `steps`
+    updates itself; `kw`: the other PlanNode fields (its id by default from `point_id`)."""
+    kw.setdefault("id", point_id(method, info, budget, trunk.lr, trunk.seed, kw.get("shape")))
+    return make_node(
+        info,
+        steps,
+        method=method,
+        lr=trunk.lr,
+        seed=trunk.seed,
+        total_steps=budget,
+        parent=trunk.id,
+        budget_steps=budget,
+        **kw,
     )
 
 

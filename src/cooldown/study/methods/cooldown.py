@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.study.fields import LRSweep, as_list
 from cooldown.study.methods.base import StudyMethod
-from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, lr_label, make_node
+from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, trunk_point
 
 if TYPE_CHECKING:
     from cooldown.study.spec import Methods, StudySpec
@@ -70,24 +70,20 @@ class Cooldown(StudyMethod):
 
     def trunk_nodes(self, spec: StudySpec, info: SizeInfo, trunk: PlanNode) -> list[PlanNode]:
         splits = [budget_split(spec, info, t, self.name) for t in info.budgets]
-        lr, seed = trunk.lr, trunk.seed
         out = []
         for shape in self.settings(spec).shapes:
             previous = 0
             for t, (s, k) in zip(info.budgets, splits, strict=True):
+                # A branch adds its cooldown and the trunk since the previous branch point.
                 out.append(
-                    make_node(
+                    trunk_point(
                         info,
+                        trunk,
+                        self.name,
+                        t,
                         k,
-                        id=f"{self.name}-{info.name}-{t}-{shape}-lr{lr_label(lr)}-seed{seed}",
                         kind="branch",
-                        method=self.name,
-                        lr=lr,
-                        seed=seed,
-                        total_steps=t,
-                        parent=trunk.id,
                         parent_step=s,
-                        budget_steps=t,
                         incremental_steps=k + s - previous,
                         shape=shape,
                         cooldown_steps=k,

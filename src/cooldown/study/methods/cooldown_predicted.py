@@ -16,7 +16,7 @@ from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
 from cooldown.study.methods.base import PointLoss, PointSources, StudyMethod, own_or_cooldown_lrs
-from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, lr_label, make_node
+from cooldown.study.plan_nodes import PlanNode, SizeInfo, budget_split, point_id, trunk_point
 
 if TYPE_CHECKING:
     from cooldown.study.plan import Plan
@@ -181,7 +181,7 @@ def _reused_branch_id(spec: StudySpec, info: SizeInfo, lr: float, seed: int, t: 
     )
     if not same:
         return None
-    return f"cooldown-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
+    return point_id("cooldown", info, t, lr, seed, predicted.shape)
 
 
 def _predicted_points(
@@ -192,42 +192,42 @@ def _predicted_points(
     predicted = spec.methods.cooldown_predicted
     assert predicted is not None
     measured = _measured_budgets(spec, info)
-    ids = {
-        t: f"{NAME}-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
-        for t in info.budgets
-    }
+    ids = {t: point_id(NAME, info, t, lr, seed, predicted.shape) for t in info.budgets}
     runs = {t: _reused_branch_id(spec, info, lr, seed, t) or ids[t] for t in measured}
     fit_on = (trunk.id, *(runs[t] for t in measured))
     out = []
     previous = 0
     for t in info.budgets:
         s, k = budget_split(spec, info, t, NAME)
-        common = dict(
-            id=ids[t],
-            method=NAME,
-            lr=lr,
-            seed=seed,
-            total_steps=t,
-            parent=trunk.id,
-            parent_step=s,
-            budget_steps=t,
-            shape=predicted.shape,
-            cooldown_steps=k,
-        )
+        common = dict(id=ids[t], parent_step=s, shape=predicted.shape, cooldown_steps=k)
         if t not in measured:
-            out.append(make_node(info, 0, kind="prediction", fit_on=fit_on, **common))
+            out.append(
+                trunk_point(info, trunk, NAME, t, 0, kind="prediction", fit_on=fit_on, **common)
+            )
             continue
         # A measured point adds its cooldown and the trunk since the previous measured branch.
         incremental = k + s - previous
         previous = s
         if runs[t] != ids[t]:
             out.append(
-                make_node(
-                    info, 0, kind="shared", reuses=runs[t], incremental_steps=incremental, **common
+                trunk_point(
+                    info,
+                    trunk,
+                    NAME,
+                    t,
+                    0,
+                    kind="shared",
+                    reuses=runs[t],
+                    incremental_steps=incremental,
+                    **common,
                 )
             )
         else:
-            out.append(make_node(info, k, kind="branch", incremental_steps=incremental, **common))
+            out.append(
+                trunk_point(
+                    info, trunk, NAME, t, k, kind="branch", incremental_steps=incremental, **common
+                )
+            )
     return out
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cooldown.errors import CooldownError
 from cooldown.study.fields import LRSweep
 from cooldown.study.methods.base import StudyMethod
-from cooldown.study.plan_nodes import PlanNode, SizeInfo, lr_label, make_node
+from cooldown.study.plan_nodes import PlanNode, SizeInfo, make_node, point_id
 
 if TYPE_CHECKING:
     from cooldown.study.spec import StudySpec
@@ -40,7 +40,7 @@ class Cosine(StudyMethod):
             make_node(
                 info,
                 t,
-                id=f"{self.name}-{info.name}-{t}-lr{lr_label(lr)}-seed{seed}",
+                id=point_id(self.name, info, t, lr, seed),
                 kind="run",
                 method=self.name,
                 lr=lr,

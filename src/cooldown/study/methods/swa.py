@@ -16,7 +16,7 @@ from cooldown.study.methods.base import (
     StudyMethod,
     own_or_cooldown_lrs,
 )
-from cooldown.study.plan_nodes import PlanNode, SizeInfo, lr_label, make_node
+from cooldown.study.plan_nodes import PlanNode, SizeInfo, trunk_point
 
 if TYPE_CHECKING:
     from cooldown.study.plan import Plan
@@ -69,28 +69,13 @@ class Swa(StudyMethod):
         return info.budgets[-1]
 
     def trunk_nodes(self, spec: StudySpec, info: SizeInfo, trunk: PlanNode) -> list[PlanNode]:
-        lr, seed = trunk.lr, trunk.seed
-        out = []
-        previous = 0
-        for t in info.budgets:
-            out.append(
-                make_node(
-                    info,
-                    0,
-                    id=f"{self.name}-{info.name}-{t}-lr{lr_label(lr)}-seed{seed}",
-                    kind="average",
-                    method=self.name,
-                    lr=lr,
-                    seed=seed,
-                    total_steps=t,
-                    parent=trunk.id,
-                    parent_step=t,
-                    budget_steps=t,
-                    incremental_steps=t - previous,
-                )
+        previous = (0, *info.budgets)
+        return [
+            trunk_point(
+                info, trunk, self.name, t, 0, kind="average", parent_step=t, incremental_steps=t - p
             )
-            previous = t
-        return out
+            for t, p in zip(info.budgets, previous, strict=False)
+        ]
 
     def point_loss(self, plan: Plan, point: PlanNode, sources: PointSources) -> PointLoss:
         """The trunk's evaluation at the budget: its `average`'s val_loss (eval batches)."""
