@@ -38,7 +38,7 @@ from cooldown.distributed import init_distributed
 from cooldown.errors import CooldownError
 from cooldown.metrics import read_metrics
 from cooldown.model import Transformer
-from cooldown.shapes import ModelConfig
+from cooldown.model_sizes import ModelConfig
 from cooldown.sharded_checkpoint import read_dcp_metadata, sharded_entries
 from cooldown.train import accumulation_steps, train
 

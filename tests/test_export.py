@@ -69,7 +69,7 @@ def test_transformers_logits_match_ours(run, tmp_path, which):
 def test_untied_head_with_bytes_tokenizer(tmp_path):
     """The other branch of every choice: an lm_head of its own and the 257-id bytes vocabulary."""
     from cooldown.export import ExportSource, write_hf_folder
-    from cooldown.shapes import ModelConfig
+    from cooldown.model_sizes import ModelConfig
 
     cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, ffn_hidden=96, tie_embeddings=False)
     cfg = cfg.with_vocab(257)
@@ -159,7 +159,7 @@ def test_tokenizer_loads_and_encodes_like_ours(run, tmp_path):
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_state_dict_shapes_are_the_models(tied):
-    from cooldown.shapes import ModelConfig
+    from cooldown.model_sizes import ModelConfig
 
     cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, head_dim=8, tie_embeddings=tied)
     cfg = cfg.with_vocab(300)

@@ -10,7 +10,7 @@ from cooldown.flops import (
     training_flops_per_step,
     training_flops_per_token,
 )
-from cooldown.shapes import PAPER_PRESETS, ModelConfig, non_embedding_param_count, param_count
+from cooldown.model_sizes import PAPER_PRESETS, ModelConfig, non_embedding_param_count, param_count
 
 V, S = 50257, 512  # the GPT-2 vocabulary unpadded, and the paper's sequence length
 

@@ -5,7 +5,7 @@ import torch
 
 from cooldown.errors import CooldownError
 from cooldown.model import Transformer, apply_rope, no_weight_decay, rope_tables
-from cooldown.shapes import ModelConfig, param_count
+from cooldown.model_sizes import ModelConfig, param_count
 
 
 def tiny(**overrides) -> ModelConfig:

@@ -647,3 +647,19 @@ def test_labels():
 def test_schedules_import_without_torch():
     code = "import sys, cooldown.schedules; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cooldown_split_is_the_wsd_cooldown_and_refuses_an_empty_phase():
+    from cooldown.schedules import cooldown_split
+
+    for budget, frac in [(100, 0.2), (120, 0.05), (7, 0.5), (1000, 0.333)]:
+        s, k = cooldown_split(budget, frac)
+        w = wsd(total_steps=budget, cooldown_frac=frac)
+        assert (s, k) == (w.cooldown_start_step, w.cooldown_length_steps)
+        assert s + k == budget
+    with pytest.raises(
+        CooldownError, match=r"^cooldown_frac: 0\.01 of the 40-step budget leaves 0 "
+    ):
+        cooldown_split(40, 0.01, field="cooldown_frac")
+    with pytest.raises(CooldownError, match=r"leaves 1 cooldown and 0 stable steps"):
+        cooldown_split(1, 0.9)

@@ -10,7 +10,7 @@ import pytest
 
 from cooldown.errors import CooldownError
 from cooldown.flops import training_flops
-from cooldown.shapes import ModelConfig, non_embedding_param_count
+from cooldown.model_sizes import ModelConfig, non_embedding_param_count
 from cooldown.study import build_plan, format_plan, load_study, study_from_dict
 from cooldown.study.plan_table import Throughput, plan_study
 

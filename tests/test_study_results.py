@@ -11,7 +11,7 @@ import tomli_w
 
 from cooldown.errors import CooldownError
 from cooldown.flops import training_flops
-from cooldown.shapes import ModelConfig, param_count
+from cooldown.model_sizes import ModelConfig, param_count
 from cooldown.study import build_plan, load_study
 from cooldown.study.results import collect_results, read_run_result, study_results
 from cooldown.study.state import StudyState

@@ -3,7 +3,7 @@
 A run is fully described by one `RunConfig`; its resolved form (every default filled in) is written
 to `RUN_DIR/config.toml`, and a run directory is only ever resumed with the same resolved config.
 
-    [model]    preset = "tiny-0.8M"             # cooldown.shapes.ModelConfig
+    [model]    preset = "tiny-0.8M"             # cooldown.model_sizes.ModelConfig
     [data]     source = "stdlib"                # cooldown.data.DataConfig
     [optim]    lr = 1e-3                        # cooldown.optim.OptimConfig
     [schedule] kind = "wsd"                     # cooldown.schedules (total_steps = the run length)
@@ -36,16 +36,16 @@ from pydantic import (
     model_validator,
 )
 
-from cooldown.averaging import AveragingConfig
+from cooldown.averaging_config import AveragingConfig
 from cooldown.configio import apply_overrides, read_toml, validate
 from cooldown.data import DataConfig
 from cooldown.data.mixture import MixtureComponent
 from cooldown.errors import CooldownError
 from cooldown.flops import FlopConvention
-from cooldown.optim import OptimConfig
+from cooldown.model_sizes import ModelConfig
+from cooldown.optim_config import OptimConfig
 from cooldown.schedule_specs import schedule_from_config
 from cooldown.schedules import _BY_KIND as SCHEDULE_CLASSES
-from cooldown.shapes import ModelConfig
 
 
 def _to_schedule(value: Any) -> Any:

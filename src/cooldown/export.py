@@ -55,7 +55,7 @@ from safetensors.torch import save_file
 from cooldown.checkpoint import RAW_WEIGHTS, select_weights
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_json, default_file_mode, fsync_dir
-from cooldown.shapes import ModelConfig
+from cooldown.model_sizes import ModelConfig
 
 EXPORT_FORMATS = ("hf",)
 HF_WEIGHTS_FILE = "model.safetensors"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from cooldown.errors import CooldownError
-from cooldown.shapes import ModelConfig, non_embedding_param_count
+from cooldown.model_sizes import ModelConfig, non_embedding_param_count
 
 FlopConvention = Literal["chinchilla", "6N", "6N+attn"]
 FLOP_CONVENTIONS: tuple[str, ...] = get_args(FlopConvention)

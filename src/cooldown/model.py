@@ -9,7 +9,7 @@ projections that write into the residual stream (attention `wo`, SwiGLU `w2`) at
 N(0, 0.02 / sqrt(2 L)) so the residual's variance does not grow with depth.
 
 Plain modules with no framework around them; shapes and parameter counts live in
-`cooldown.shapes`, which stays free of torch.
+`cooldown.model_sizes`, which stays free of torch.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cooldown.errors import CooldownError
-from cooldown.shapes import ModelConfig
+from cooldown.model_sizes import ModelConfig
 
 
 def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -79,6 +79,7 @@ __all__ = [
     "Schedule",
     "WSDSchedule",
     "branch_of",
+    "cooldown_split",
     "decay_shape",
 ]
 
@@ -105,6 +106,27 @@ def _check_fraction(value: float, low_open: bool, high_open: bool) -> float:
     if not ok:  # also rejects NaN
         raise ValueError(f"must be in {'(' if low_open else '['}0, 1{')' if high_open else ']'}")
     return value
+
+
+def _cooldown_steps(budget: int, fraction: float) -> int:
+    # The one rounding of a cooldown fraction into updates (Python's round: halves to even).
+    return round(fraction * budget)
+
+
+def cooldown_split(
+    budget: int, fraction: float, *, field: str = "fraction", where: str = ""
+) -> tuple[int, int]:
+    """(S, K) of a `budget`-update run cooling down over its last `fraction`: the stable phase ends
+    at step S (the branch point), the cooldown covers updates S+1..S+K = budget. Both need at
+    least one update; `field` and `where` name the setting in the error."""
+    k = _cooldown_steps(budget, fraction)
+    s = budget - k
+    if k < 1 or s < 1:
+        raise CooldownError(
+            f"{field}: {fraction} of the {budget}-step budget{where} leaves {k} cooldown and "
+            f"{s} stable steps; each needs at least 1"
+        )
+    return s, k
 
 
 def _decay(
@@ -452,7 +474,7 @@ class WSDSchedule(_CooldownFields):
             start = round(self.cooldown_start_frac * n_total)
         length: Optional[int] = self.cooldown_steps
         if self.cooldown_frac is not None:
-            length = round(self.cooldown_frac * n_total)
+            length = _cooldown_steps(n_total, self.cooldown_frac)
             if length < 1:
                 raise _FieldError(
                     "cooldown_frac",

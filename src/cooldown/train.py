@@ -49,6 +49,7 @@ from cooldown.flops import describe_convention, training_flops_per_step
 from cooldown.loggers import build_loggers
 from cooldown.metrics import MetricsLog
 from cooldown.model import Transformer
+from cooldown.model_sizes import non_embedding_param_count, param_count
 from cooldown.optim import SwitchableOptimizer, build_optimizer, clip_grad_norm
 from cooldown.run_lock import run_lock
 from cooldown.run_state import (
@@ -61,7 +62,6 @@ from cooldown.run_state import (
     restore,
     write_run_config,
 )
-from cooldown.shapes import non_embedding_param_count, param_count
 from cooldown.sharded_checkpoint import (
     OPTIMIZER_VALUES,
     save_sharded_checkpoint,

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from cooldown.config import RunConfig
 from cooldown.errors import CooldownError
+from cooldown.predict.curves import read_run_curve
 from cooldown.predict.search import ScheduleCandidate
+from cooldown.run_dir import CONFIG_FILE, RunDir
 
 __all__ = ["SearchCheck", "run_candidate"]
 
@@ -48,17 +51,15 @@ def run_candidate(
 ) -> SearchCheck:
     """Train `candidate.schedule` into `out` with `template_run`'s config (from scratch), and
     compare its last logged `loss` with the prediction. Rerunning resumes the same run."""
-    from cooldown.config import RunConfig, load_run_config
-    from cooldown.predict.curves import read_run_curve
     from cooldown.train import train
 
-    config_path = Path(template_run) / "config.toml"
-    if not config_path.is_file():
+    template = RunDir(template_run)
+    if not template.exists():
         raise CooldownError(
             f"--run-best: the first fitted input {template_run} is not a run folder (no "
-            "config.toml); the best schedule is trained with that run's settings"
+            f"{CONFIG_FILE}); the best schedule is trained with that run's settings"
         )
-    base = load_run_config(config_path).model_dump(mode="json", exclude_none=True)
+    base = template.config.model_dump(mode="json", exclude_none=True)
     base.pop("parent", None)  # from scratch: the schedule below starts at step 0
     base["schedule"] = candidate.schedule.to_config()
     if peak_lr is not None:

@@ -18,7 +18,6 @@ shape and parameter count): a law's parameters belong to one model.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from cooldown.configio import read_toml
 from cooldown.errors import CooldownError
+from cooldown.metrics import read_metrics
+from cooldown.run_dir import RunDir
 from cooldown.tables import read_table
 
 __all__ = [
@@ -119,19 +119,7 @@ class LossCurve:
 # --- run folders -------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CooldownError(f"{path}: not valid JSON ({e})") from None
-    return data if isinstance(data, dict) else {}
-
-
 def _logged_losses(metrics: Path, loss: str) -> tuple[list[int], list[float], set[str]]:
-    from cooldown.metrics import read_metrics
-
     if not metrics.is_file():
         raise CooldownError(f"{metrics}: missing (not a finished or started run folder?)")
     steps, values, keys = [], [], set()
@@ -145,53 +133,30 @@ def _logged_losses(metrics: Path, loss: str) -> tuple[list[int], list[float], se
     return steps, values, keys
 
 
-def _resolve_parent(run_dir: Path, parent: Mapping[str, Any]) -> tuple[Path, int]:
-    where = f"{run_dir / 'config.toml'}: parent"
-    if not isinstance(parent, Mapping) or "run_dir" not in parent or "step" not in parent:
-        raise CooldownError(f"{where}: expected a table with run_dir and step")
-    given = Path(str(parent["run_dir"]))
-    # Relative to the working directory, or to the branch's folder or one of its ancestors (a
-    # study names a trunk relative to the study folder, two levels above the branch).
-    for candidate in (given, run_dir / given, *(base / given for base in run_dir.parents)):
-        if (candidate / "metrics.jsonl").is_file():
-            return candidate, int(parent["step"])
-    raise CooldownError(f"{where}.run_dir: no run folder with a metrics.jsonl at {given}")
-
-
-def _setup(config: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, Any]:
+def _setup(run: RunDir) -> dict[str, Any]:
     # The resolved shape fields say what the model is; `preset` is only a name for some of them.
-    model = {f"model.{k}": v for k, v in sorted(config.get("model", {}).items()) if k != "preset"}
+    fields = run.config.model.model_dump(mode="json", exclude_none=True)
+    model = {f"model.{k}": v for k, v in sorted(fields.items()) if k != "preset"}
+    manifest = run.manifest()
     for key in ("vocab_size", "params"):
-        if manifest.get(key) is not None:
-            model[f"model.{key}"] = manifest[key]
+        value = manifest.get(key) if manifest is not None else None
+        if value is not None:
+            model[f"model.{key}"] = value
     return model
 
 
 def read_run_curve(run_dir: str | Path, loss: str = "val_loss", name: Optional[str] = None):
     """The curve of a run folder: LRs from its config.toml, `loss` points from metrics.jsonl."""
-    from cooldown.schedule_specs import schedule_from_config
+    run = RunDir(run_dir).require()
+    config = run.config
+    schedule = config.schedule
+    lrs = config.optim.lr * schedule.multipliers(1, schedule.total_steps + 1)
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.toml"
-    if not config_path.is_file():
-        raise CooldownError(f"{run_dir}: not a run folder (no config.toml)")
-    config = read_toml(config_path)
-    if "schedule" not in config:
-        raise CooldownError(f"{config_path}: no [schedule] table")
-    try:
-        schedule = schedule_from_config(config["schedule"])
-    except CooldownError as e:
-        raise CooldownError(f"{config_path}: {e}") from None
-    peak_lr = config.get("optim", {}).get("lr")
-    if not isinstance(peak_lr, (int, float)) or isinstance(peak_lr, bool) or not peak_lr > 0:
-        raise CooldownError(f"{config_path}: optim.lr must be a number > 0 (got {peak_lr!r})")
-    lrs = float(peak_lr) * schedule.multipliers(1, schedule.total_steps + 1)
-
-    steps, values, keys = _logged_losses(run_dir / "metrics.jsonl", loss)
-    parent = config.get("parent")
+    steps, values, keys = _logged_losses(run.metrics_path, loss)
+    parent = run.parent()
     if parent is not None:
-        parent_dir, branch_step = _resolve_parent(run_dir, parent)
-        p_steps, p_values, p_keys = _logged_losses(parent_dir / "metrics.jsonl", loss)
+        parent_run, branch_step = parent
+        p_steps, p_values, p_keys = _logged_losses(parent_run.metrics_path, loss)
         keys |= p_keys
         own = [(s, v) for s, v in zip(steps, values, strict=True) if s > branch_step]
         inherited = [(s, v) for s, v in zip(p_steps, p_values, strict=True) if s <= branch_step]
@@ -200,27 +165,23 @@ def read_run_curve(run_dir: str | Path, loss: str = "val_loss", name: Optional[s
     if not steps:
         present = ", ".join(sorted(k for k in keys if "loss" in k)) or "none"
         raise CooldownError(
-            f"{run_dir / 'metrics.jsonl'}: no {loss!r} values after step 0 (losses logged: "
-            f"{present})"
+            f"{run.metrics_path}: no {loss!r} values after step 0 (losses logged: {present})"
         )
     if steps[-1] > lrs.size:
         raise CooldownError(
-            f"{run_dir / 'metrics.jsonl'}: {loss} logged at step {steps[-1]}, after the "
+            f"{run.metrics_path}: {loss} logged at step {steps[-1]}, after the "
             f"schedule's last update {lrs.size}"
         )
-    manifest = _read_json(run_dir / "manifest.json")
-    train = config.get("train", {})
-    tokens = train.get("batch_size", 0) * train.get("seq_len", 0) or None
     return LossCurve(
-        name=name or run_dir.name,
+        name=name or run.path.name,
         lrs=lrs,
         steps=np.array(steps),
         losses=np.array(values),
         loss_name=loss,
-        setup=_setup(config, manifest),
+        setup=_setup(run),
         schedule=schedule,
-        source=str(run_dir),
-        tokens_per_step=tokens,
+        source=str(run.path),
+        tokens_per_step=config.train.tokens_per_step,
     )
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from cooldown.fileio import atomic_write_text
 from cooldown.reproduce.claims import interval_text
-from cooldown.reproduce.experiments import _cool_start
 
 SECTION_IDS = (
     "schedules",
@@ -65,11 +64,12 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     from cooldown.report.interpolation_plot import plot_interpolation
     from cooldown.report.schedule_plot import plot_schedules
     from cooldown.schedule_specs import schedule_from_config
+    from cooldown.schedules import cooldown_split
 
     figs = out / "figures"
     p = preset
     big = p.budgets[-1]
-    cool = big - _cool_start(big, p.cooldown_frac)
+    _, cool = cooldown_split(big, p.cooldown_frac, field="cooldown_frac")
     lr_cos, lr_con = res["a"]["lr_cosine"], res["a"]["lr_constant"]
     n_docs = res["a"]["budgets"][0]["difference"]["n_docs"]
     sections = []

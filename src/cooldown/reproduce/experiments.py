@@ -18,6 +18,7 @@ from cooldown.config import load_run_config
 from cooldown.configio import read_toml
 from cooldown.flops import training_flops
 from cooldown.metrics import read_metrics
+from cooldown.model_sizes import param_count
 from cooldown.reproduce.evidence import Evidence
 from cooldown.reproduce.plan import (
     Task,
@@ -26,13 +27,13 @@ from cooldown.reproduce.plan import (
     cosine_config,
 )
 from cooldown.reproduce.presets import Preset
-from cooldown.shapes import param_count
+from cooldown.schedules import cooldown_split
 
 CONVENTION = "chinchilla"
 
 
 def _cool_start(total: int, frac: float) -> int:
-    return total - max(1, round(total * frac))
+    return cooldown_split(total, frac, field="cooldown_frac")[0]
 
 
 def _branch_key(parent: str, step: int, k: int, shape: str) -> str:

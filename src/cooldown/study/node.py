@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cooldown.study.run_dirs import node_run
 from cooldown.study.state import lock_path, try_lock
 
 EXIT_BUSY = 75
@@ -61,13 +62,12 @@ def train_node(
         os.chdir(study_dir)  # a branch names its parent relative to the study folder
         import torch
 
-        from cooldown.config import load_run_config
         from cooldown.train import train
 
         if threads:
             torch.set_num_threads(threads)
-        run_dir = Path("runs") / node_id
-        result = train(load_run_config(run_dir / "config.toml"), run_dir)
+        run = node_run(".", node_id)
+        result = train(run.config, run.path)
         return {
             "steps": result.steps,
             "tokens": result.tokens,

@@ -22,12 +22,10 @@ from typing import Any
 from cooldown.config import RunConfig
 from cooldown.configio import validate
 from cooldown.errors import CooldownError
+from cooldown.study.methods import REGISTRY
 from cooldown.study.plan import Plan, PlanNode
+from cooldown.study.run_dirs import run_dir_name
 from cooldown.study.spec import StudySpec
-
-
-def run_dir_name(node_id: str) -> str:
-    return f"runs/{node_id}"
 
 
 def _shared(spec: StudySpec, plan: Plan, node: PlanNode) -> dict[str, Any]:
@@ -59,22 +57,17 @@ def node_run_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path
     if not node.runnable:
         raise CooldownError(f"node {node.id} is a read-off of its trunk, not a training run")
     data = _shared(spec, plan, node)
-    warmup = {"warmup_steps": spec.warmup_steps}
-    if node.method == "cosine":
-        assert spec.methods.cosine is not None
-        data["schedule"] = {
-            "kind": "cosine",
-            "total_steps": node.total_steps,
-            "final_lr_frac": spec.methods.cosine.final_lr_frac,
-            **warmup,
-        }
-    elif node.method == "constant":
-        data["schedule"] = {"kind": "constant", "total_steps": node.total_steps, **warmup}
-        data["train"]["permanent_steps"] = list(node.branch_points)
-    elif node.method in ("cooldown", "cooldown-predicted"):
+    if node.kind == "branch":
         return _branch_config(spec, plan, node, study_dir)
-    else:  # pragma: no cover - the planner makes no other runnable kind
-        raise CooldownError(f"node {node.id}: unknown method {node.method!r}")
+    if node.method == "constant":  # a trunk: what every trunk method branches off
+        data["schedule"] = {
+            "kind": "constant",
+            "total_steps": node.total_steps,
+            "warmup_steps": spec.warmup_steps,
+        }
+        data["train"]["permanent_steps"] = list(node.branch_points)
+    else:
+        data["schedule"] = REGISTRY[node.method].run_schedule(spec, node)
     try:
         return validate(RunConfig, data)
     except CooldownError as e:
@@ -86,11 +79,7 @@ def _branch_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path)
     from cooldown.config import ParentRef
 
     assert node.parent is not None and node.parent_step is not None
-    if node.method == "cooldown":
-        assert spec.methods.cooldown is not None
-        final_lr_frac, power = spec.methods.cooldown.final_lr_frac, spec.methods.cooldown.power
-    else:  # the predicted method's measured branches cool down to 0 (its law predicts that)
-        final_lr_frac, power = 0.0, None
+    cooldown = REGISTRY[node.method].branch_cooldown(spec)
     trunk = plan.by_id[node.parent]
     trunk_cfg = node_run_config(spec, plan, trunk, study_dir)
     try:
@@ -100,8 +89,8 @@ def _branch_config(spec: StudySpec, plan: Plan, node: PlanNode, study_dir: Path)
             node.parent_step,
             cooldown_steps=node.cooldown_steps,
             shape=node.shape or "linear",
-            final_lr_frac=final_lr_frac,
-            power=power,
+            final_lr_frac=cooldown["final_lr_frac"],
+            power=cooldown["power"],
         )
     except CooldownError as e:
         raise CooldownError(f"study node {node.id}: {e}") from None

@@ -34,105 +34,12 @@ from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.flops import FLOP_CONVENTIONS, training_flops_per_token
-from cooldown.shapes import ModelConfig, non_embedding_param_count, param_count
+from cooldown.model_sizes import non_embedding_param_count, param_count
+from cooldown.study.methods import LAW_PARAMETERS, REGISTRY, TRUNK_METHODS, StudyMethod
+from cooldown.study.plan_nodes import PlanNode, SizeInfo, lr_label, make_node
 from cooldown.study.spec import StudySpec, plan_vocab_size
 
-# Methods whose cost includes (a prefix of) the constant-LR trunk.
-TRUNK_METHODS: tuple[str, ...] = ("cooldown", "swa", "cooldown-predicted")
-# Parameters of each loss-curve law of `cooldown.predict` (kept here so that planning does not
-# import scipy): a fit needs two observed points per parameter (`cooldown.predict.min_points`).
-LAW_PARAMETERS: dict[str, int] = {"mpl": 7, "tissue": 4}
-
-
-def lr_label(lr: float) -> str:
-    return f"{lr:g}"
-
-
-@dataclass(frozen=True)
-class SizeInfo:
-    """A size as planned: the model at the planning vocabulary and its budgets in steps."""
-
-    name: str
-    model: ModelConfig
-    batch_size: int
-    seq_len: int
-    budgets: tuple[int, ...]  # steps, ascending
-    params: int
-    non_embedding_params: int
-    flops_per_token: dict[str, int]
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.seq_len
-
-    def flops(self, steps: int, convention: str) -> int:
-        return steps * self.tokens_per_step * self.flops_per_token[convention]
-
-
-@dataclass(frozen=True)
-class PlanNode:
-    """One node of the study graph. `steps` are the updates the node trains itself."""
-
-    id: str
-    kind: str  # "run" | "branch" | "average" | "prediction" | "shared"
-    method: str  # "cosine" | "constant" (a trunk) | "cooldown" | "swa" | "cooldown-predicted"
-    size: str
-    lr: float
-    seed: int
-    steps: int
-    total_steps: int  # length of the node's trajectory from step 0
-    tokens_per_step: int
-    compute: dict[str, int]  # FLOPs of `steps` under each convention
-    parent: str | None = None
-    parent_step: int | None = None
-    budget_steps: int | None = None  # the budget this node is the point of (None: a trunk)
-    incremental_steps: int = 0  # what this point adds to its method's cost (see the top)
-    shape: str | None = None
-    cooldown_steps: int | None = None
-    branch_points: tuple[int, ...] = ()  # a trunk's permanent checkpoints
-    reuses: str | None = None  # kind "shared": the other method's branch that is this point's run
-    fit_on: tuple[str, ...] = ()  # kind "prediction": the nodes whose curves the law is fitted on
-
-    @property
-    def runnable(self) -> bool:
-        return self.kind in ("run", "branch")
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        """The nodes that must be done before this point has a result."""
-        if self.kind == "shared":
-            return (self.reuses or "",)
-        if self.kind == "prediction":
-            return self.fit_on
-        if self.kind == "average":
-            return (self.parent or "",)
-        return (self.id,)
-
-    @property
-    def tokens(self) -> int:
-        return self.steps * self.tokens_per_step
-
-    @property
-    def budget_tokens(self) -> int | None:
-        return None if self.budget_steps is None else self.budget_steps * self.tokens_per_step
-
-    def definition(self) -> dict[str, Any]:
-        """What identifies the work this node does (compared against the recorded state)."""
-        return {
-            "kind": self.kind,
-            "method": self.method,
-            "size": self.size,
-            "lr": self.lr,
-            "seed": self.seed,
-            "steps": self.steps,
-            "total_steps": self.total_steps,
-            "tokens_per_step": self.tokens_per_step,
-            "parent": self.parent,
-            "parent_step": self.parent_step,
-            "shape": self.shape,
-            "cooldown_steps": self.cooldown_steps,
-            "branch_points": list(self.branch_points),
-        }
+__all__ = ["LAW_PARAMETERS", "TRUNK_METHODS", "Plan", "PlanNode", "SizeInfo", "build_plan"]
 
 
 @dataclass
@@ -161,15 +68,8 @@ class Plan:
         """The node's structure plus every study setting its run config is built from, so that
         a changed study.toml cannot leave finished nodes that were trained differently."""
         spec = self.spec
-        methods = spec.methods
-        method_settings: dict[str, Any] = {}
-        if node.method == "cosine" and methods.cosine is not None:
-            method_settings = {"final_lr_frac": methods.cosine.final_lr_frac}
-        elif node.method == "cooldown" and methods.cooldown is not None:
-            cooldown = methods.cooldown
-            method_settings = {"final_lr_frac": cooldown.final_lr_frac, "power": cooldown.power}
-        elif node.method == "cooldown-predicted":
-            method_settings = {"final_lr_frac": 0.0, "power": None}
+        method = REGISTRY.get(node.method)  # None for a trunk: its settings are the study's
+        method_settings = method.method_settings(spec) if method is not None else {}
         return {
             **node.definition(),
             "model": spec.sizes[list(self.sizes).index(node.size)].model.model_dump(mode="json"),
@@ -281,101 +181,41 @@ def _size_info(spec: StudySpec, index: int, vocab: int) -> SizeInfo:
     )
 
 
-def _node(info: SizeInfo, steps: int, **kw: Any) -> PlanNode:
-    compute = {c: info.flops(steps, c) for c in FLOP_CONVENTIONS}
-    return PlanNode(
-        size=info.name, steps=steps, tokens_per_step=info.tokens_per_step, compute=compute, **kw
-    )
-
-
-def _cooldown_split(
-    spec: StudySpec, info: SizeInfo, total: int, method: str = "cooldown"
-) -> tuple[int, int]:
-    """(branch step s, cooldown steps k) of a budget of `total` updates under `method`'s
-    cooldown fraction."""
-    settings = spec.methods.get(method)
-    assert settings is not None
-    frac = settings.fraction
-    k = round(frac * total)
-    s = total - k
-    if k < 1 or s < 1:
-        raise CooldownError(
-            f"methods.{method}.fraction: {frac} of the {total}-step budget of size {info.name} "
-            f"leaves {k} cooldown and {s} stable steps; each needs at least 1"
-        )
-    if s < spec.warmup_steps:
-        raise CooldownError(
-            f"warmup_steps: warmup ({spec.warmup_steps} steps) ends after the branch point "
-            f"(step {s}) of the {total}-step budget of size {info.name}"
-        )
-    return s, k
-
-
 def build_plan(spec: StudySpec) -> Plan:
     """The graph of runs, branches and read-offs the study needs, with each node's compute."""
     vocab = plan_vocab_size(spec)
     infos = {s.name: _size_info(spec, i, vocab) for i, s in enumerate(spec.sizes)}
-    methods = spec.methods
+    planned = [REGISTRY[name] for name in spec.methods.names]
+    trunk_lrs: list[float] = []
+    for method in planned:
+        trunk_lrs += [lr for lr in method.trunk_lrs(spec.methods) if lr not in trunk_lrs]
     nodes: list[PlanNode] = []
     for info in infos.values():
-        if methods.cosine is not None and spec.warmup_steps >= info.budgets[0]:
-            raise CooldownError(
-                f"warmup_steps: warmup ({spec.warmup_steps} steps) leaves no steps for the "
-                f"cosine decay of the {info.budgets[0]}-step budget of size {info.name}"
-            )
-        if methods.swa is not None:
-            interval = spec.eval_interval or 1
-            bad = [t for t in info.budgets if t % interval]
-            if bad:
-                raise CooldownError(
-                    f"train.eval_interval: {interval} does not divide the {bad[0]}-step budget "
-                    f"of size {info.name}; methods.swa reads the trunk's evaluation there"
-                )
+        for method in planned:
+            method.check_size(spec, info)
         for seed in spec.seeds:
-            if methods.cosine is not None:
-                for lr in methods.cosine.lr:
-                    for t in info.budgets:
-                        nodes.append(
-                            _node(
-                                info,
-                                t,
-                                id=f"cosine-{info.name}-{t}-lr{lr_label(lr)}-seed{seed}",
-                                kind="run",
-                                method="cosine",
-                                lr=lr,
-                                seed=seed,
-                                total_steps=t,
-                                budget_steps=t,
-                                incremental_steps=t,
-                            )
-                        )
-            for lr in methods.trunk_lrs():
-                nodes += _trunk_and_children(spec, info, lr, seed)
+            for method in planned:
+                nodes += method.run_nodes(spec, info, seed)
+            for lr in trunk_lrs:
+                nodes += _trunk_and_children(spec, info, lr, seed, planned)
     _check_ids(nodes)
     return Plan(spec=spec, vocab_size=vocab, sizes=infos, nodes=nodes)
 
 
-def _trunk_and_children(spec: StudySpec, info: SizeInfo, lr: float, seed: int) -> list[PlanNode]:
-    methods = spec.methods
-    cooldown = methods.cooldown if methods.cooldown and lr in methods.cooldown.lr else None
-    swa = lr in methods.swa_lrs()
-    predicted = lr in methods.predicted_lrs()
-    splits = [_cooldown_split(spec, info, t) for t in info.budgets] if cooldown else []
-    branch_points = tuple(s for s, _ in splits)
-    if predicted:
-        # Only the measured budgets branch off the trunk; the others are predicted.
-        branch_points += tuple(
-            _cooldown_split(spec, info, t, "cooldown-predicted")[0]
-            for t in _measured_budgets(spec, info)
-        )
-    trunk_steps = max([*branch_points, *(info.budgets if swa else ())])
+def _trunk_and_children(
+    spec: StudySpec, info: SizeInfo, lr: float, seed: int, planned: list[StudyMethod]
+) -> list[PlanNode]:
+    """One constant-LR trunk and what every trunk method at this LR hangs off it."""
+    on = [m for m in planned if lr in m.trunk_lrs(spec.methods)]
+    branch_points = tuple(p for m in on for p in m.branch_points(spec, info))
+    trunk_steps = max([*branch_points, *(m.trunk_end(spec, info) for m in on)])
     if trunk_steps < spec.warmup_steps:
         raise CooldownError(
             f"warmup_steps: warmup ({spec.warmup_steps} steps) is longer than the trunk "
             f"({trunk_steps} steps) of size {info.name}"
         )
     tag = f"{info.name}-lr{lr_label(lr)}-seed{seed}"
-    trunk = _node(
+    trunk = make_node(
         info,
         trunk_steps,
         id=f"constant-{tag}",
@@ -387,152 +227,8 @@ def _trunk_and_children(spec: StudySpec, info: SizeInfo, lr: float, seed: int) -
         branch_points=tuple(sorted(set(branch_points))),
     )
     out = [trunk]
-    if cooldown is not None:
-        for shape in cooldown.shapes:
-            previous = 0
-            for t, (s, k) in zip(info.budgets, splits, strict=True):
-                out.append(
-                    _node(
-                        info,
-                        k,
-                        id=f"cooldown-{info.name}-{t}-{shape}-lr{lr_label(lr)}-seed{seed}",
-                        kind="branch",
-                        method="cooldown",
-                        lr=lr,
-                        seed=seed,
-                        total_steps=t,
-                        parent=trunk.id,
-                        parent_step=s,
-                        budget_steps=t,
-                        incremental_steps=k + s - previous,
-                        shape=shape,
-                        cooldown_steps=k,
-                    )
-                )
-                previous = s
-    if swa:
-        previous = 0
-        for t in info.budgets:
-            out.append(
-                _node(
-                    info,
-                    0,
-                    id=f"swa-{info.name}-{t}-lr{lr_label(lr)}-seed{seed}",
-                    kind="average",
-                    method="swa",
-                    lr=lr,
-                    seed=seed,
-                    total_steps=t,
-                    parent=trunk.id,
-                    parent_step=t,
-                    budget_steps=t,
-                    incremental_steps=t - previous,
-                )
-            )
-            previous = t
-    if predicted:
-        out += _predicted_points(spec, info, trunk, lr, seed)
-        _check_fit_points(spec, info, trunk_steps)
-    return out
-
-
-def _check_fit_points(spec: StudySpec, info: SizeInfo, trunk_steps: int) -> None:
-    """Refuse a plan whose trunk and measured branches will not log enough evaluations for the
-    law to be fitted (found out at planning rather than after the runs)."""
-    predicted = spec.methods.cooldown_predicted
-    interval = spec.eval_interval
-    assert predicted is not None and interval is not None  # the spec requires both
-    # The laws are fitted on the points after the LR peaks (the warmup's end) and from_step on.
-    first = max(spec.warmup_steps + 1, 2, predicted.from_step or 0)
-
-    def evaluations(start: int, end: int) -> int:
-        # The trainer evaluates every `interval` steps and at a run's last step.
-        steps = set(range(interval, end + 1, interval)) | {end}
-        return sum(1 for t in steps if t > start and t >= first)
-
-    count = evaluations(0, trunk_steps)
-    for t in _measured_budgets(spec, info):
-        s, _ = _cooldown_split(spec, info, t, "cooldown-predicted")
-        count += evaluations(s, t)
-    need = 2 * LAW_PARAMETERS[predicted.law]
-    if count < need:
-        raise CooldownError(
-            f"train.eval_interval: the trunk and measured branches of size {info.name} log "
-            f"{count} evaluations from step {first} on (every {interval} steps); "
-            f"methods.cooldown-predicted's {predicted.law} law needs at least {need} to be "
-            "fitted: evaluate more often or lower from_step"
-        )
-
-
-def _measured_budgets(spec: StudySpec, info: SizeInfo) -> tuple[int, ...]:
-    """The budgets the predicted method runs: the largest, and with measured = 2 the smallest."""
-    predicted = spec.methods.cooldown_predicted
-    assert predicted is not None
-    return (info.budgets[0], info.budgets[-1]) if predicted.measured == 2 else (info.budgets[-1],)
-
-
-def _reused_branch_id(spec: StudySpec, info: SizeInfo, lr: float, seed: int, t: int) -> str | None:
-    """The `cooldown` method's branch that is the same run as the predicted method's measured
-    branch of budget `t`, if the study has it."""
-    cooldown, predicted = spec.methods.cooldown, spec.methods.cooldown_predicted
-    assert predicted is not None
-    same = (
-        cooldown is not None
-        and lr in cooldown.lr
-        and predicted.shape in cooldown.shapes
-        and cooldown.fraction == predicted.fraction
-        and cooldown.final_lr_frac == 0.0
-        and (predicted.shape != "power" or cooldown.power is None)
-    )
-    if not same:
-        return None
-    return f"cooldown-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
-
-
-def _predicted_points(
-    spec: StudySpec, info: SizeInfo, trunk: PlanNode, lr: float, seed: int
-) -> list[PlanNode]:
-    """The predicted method's points of one trunk: a branch (or a shared one) per measured budget,
-    a prediction per other budget."""
-    predicted = spec.methods.cooldown_predicted
-    assert predicted is not None
-    measured = _measured_budgets(spec, info)
-    ids = {
-        t: f"cooldown-predicted-{info.name}-{t}-{predicted.shape}-lr{lr_label(lr)}-seed{seed}"
-        for t in info.budgets
-    }
-    runs = {t: _reused_branch_id(spec, info, lr, seed, t) or ids[t] for t in measured}
-    fit_on = (trunk.id, *(runs[t] for t in measured))
-    out = []
-    previous = 0
-    for t in info.budgets:
-        s, k = _cooldown_split(spec, info, t, "cooldown-predicted")
-        common = dict(
-            id=ids[t],
-            method="cooldown-predicted",
-            lr=lr,
-            seed=seed,
-            total_steps=t,
-            parent=trunk.id,
-            parent_step=s,
-            budget_steps=t,
-            shape=predicted.shape,
-            cooldown_steps=k,
-        )
-        if t not in measured:
-            out.append(_node(info, 0, kind="prediction", fit_on=fit_on, **common))
-            continue
-        # A measured point adds its cooldown and the trunk since the previous measured branch.
-        incremental = k + s - previous
-        previous = s
-        if runs[t] != ids[t]:
-            out.append(
-                _node(
-                    info, 0, kind="shared", reuses=runs[t], incremental_steps=incremental, **common
-                )
-            )
-        else:
-            out.append(_node(info, k, kind="branch", incremental_steps=incremental, **common))
+    for method in on:
+        out += method.trunk_nodes(spec, info, trunk)
     return out
 
 

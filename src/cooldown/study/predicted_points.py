@@ -27,6 +27,7 @@ from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.study.plan import Plan, PlanNode
+from cooldown.study.run_dirs import node_run
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,9 @@ def predict_group(
     assert settings is not None and point.fit_on
     trunk_id, *measured_ids = point.fit_on
     measured = [plan.by_id[i] for i in measured_ids]
-    trunk_curve = read_run_curve(study_dir / "runs" / trunk_id)
+    trunk_curve = read_run_curve(node_run(study_dir, trunk_id).path)
     curves = [trunk_curve]
-    curves += [read_run_curve(study_dir / "runs" / n.id) for n in measured]
+    curves += [read_run_curve(node_run(study_dir, n.id).path) for n in measured]
     fit = fit_law(
         curves,
         settings.law,

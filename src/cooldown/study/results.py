@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +40,12 @@ from typing import Any
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_text
 from cooldown.flops import FLOP_CONVENTIONS, training_flops
-from cooldown.metrics import read_metrics
-from cooldown.shapes import non_embedding_param_count, param_count
+from cooldown.model_sizes import non_embedding_param_count, param_count
+from cooldown.run_dir import MANIFEST_FILE, RunDir
+from cooldown.study.methods import REGISTRY
+from cooldown.study.methods.base import NoResult
 from cooldown.study.plan import Plan, PlanNode, SizeInfo, build_plan
+from cooldown.study.run_dirs import node_run
 from cooldown.study.spec import load_study, study_dir_for
 from cooldown.study.state import StudyState
 
@@ -81,23 +83,18 @@ COLUMNS: tuple[str, ...] = (
 def read_run_result(run_dir: str | Path, expect_steps: int | None = None) -> dict[str, Any]:
     """A finished run's results (its manifest, evaluation rows and throughput) as stored in the
     study state; an error when the run is not complete."""
-    run_dir = Path(run_dir)
-    path = run_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CooldownError(f"{run_dir}: no manifest.json (the run has not started)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CooldownError(f"{path} is not valid JSON: {e}") from None
-    steps = manifest.get("steps")
-    if manifest.get("status") != "complete" or (expect_steps is not None and steps != expect_steps):
+    run = RunDir(run_dir)
+    manifest = run.manifest()
+    if manifest is None:
+        raise CooldownError(f"{run.path}: no {MANIFEST_FILE} (the run has not started)")
+    if not run.is_complete(expect_steps):
         raise CooldownError(
-            f"{run_dir}: the run is not complete (status {manifest.get('status')!r}, "
-            f"steps {steps} of {expect_steps})"
+            f"{run.path}: the run is not complete (status {manifest.status!r}, "
+            f"steps {manifest.steps} of {expect_steps})"
         )
-    rows = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    rows = run.metrics()
     return {
-        "manifest": manifest,
+        "manifest": manifest.as_dict(),
         "eval_rows": _eval_rows(rows),
         "tokens_per_s": _median_rate(rows),
     }
@@ -153,131 +150,71 @@ def collect_results(study_path: str | Path, out: str | Path | None = None) -> Re
         nodes = {n["id"]: n for n in state.nodes()}
     rows: list[dict[str, Any]] = []
     missing: dict[str, str] = {}
-    predictions = _Predictions(plan, nodes, study_dir)
+    sources = _Sources(plan, nodes, study_dir)
     for point in plan.points():
         try:
-            rows.append(_row(plan, point, nodes, study_dir, predictions))
-        except _NoResult as e:
+            rows.append(_row(plan, point, sources))
+        except NoResult as e:
             missing[point.id] = str(e)
     _mark_best(rows)
     return Results(rows, missing)
 
 
-class _NoResult(Exception):
-    pass
-
-
-def _stored(nodes: dict[str, dict[str, Any]], node_id: str) -> dict[str, Any]:
-    node = nodes.get(node_id)
-    if node is None:
-        raise _NoResult("not recorded yet (run `cooldown study run`)")
-    if node["state"] != "done" or node["result"] is None:
-        raise _NoResult(f"node {node_id} is {node['state']}")
-    return node["result"]
-
-
-class _Predictions:
-    """One law fit per trunk (size, LR, seed), shared by that trunk's predicted points; a fit
-    that cannot be made leaves each of them missing with the reason."""
+class _Sources:
+    """What the state and the run folders hold, for the methods to read their points from
+    (`cooldown.study.methods.base.PointSources`); one law fit per trunk (size, LR, seed), shared
+    by that trunk's predicted points, and a fit that cannot be made leaves each of them missing
+    with the reason."""
 
     def __init__(self, plan: Plan, nodes: dict[str, dict[str, Any]], study_dir: Path):
         self.plan, self.nodes, self.study_dir = plan, nodes, study_dir
         self.fits: dict[tuple[str, ...], Any] = {}
 
-    def get(self, point: PlanNode) -> Any:
+    def stored(self, node_id: str) -> dict[str, Any]:
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise NoResult("not recorded yet (run `cooldown study run`)")
+        if node["state"] != "done" or node["result"] is None:
+            raise NoResult(f"node {node_id} is {node['state']}")
+        return node["result"]
+
+    def trunk_vocab(self, trunk_id: str, info: SizeInfo) -> int:
+        node = self.nodes.get(trunk_id)
+        if node is not None and node["result"]:
+            return int(node["result"]["manifest"].get("vocab_size") or info.model.vocab_size)
+        return int(info.model.vocab_size)
+
+    def trunk_eval_rows(self, trunk_id: str) -> list[dict[str, Any]]:
+        node = self.nodes.get(trunk_id)
+        if node is not None and node["state"] == "done" and node["result"]:
+            return node["result"]["eval_rows"]
+        # A read-off does not wait for the trunk to finish: its evaluations so far are in its log.
+        return _eval_rows(node_run(self.study_dir, trunk_id).metrics())
+
+    def prediction(self, point: PlanNode) -> Any:
         from cooldown.study.predicted_points import predict_group
 
         key = point.fit_on
         if key not in self.fits:
             try:
-                results = {n: _stored(self.nodes, n) for n in key}
+                results = {n: self.stored(n) for n in key}
                 self.fits[key] = predict_group(self.plan, point, results, self.study_dir)
-            except _NoResult as e:
+            except NoResult as e:
                 self.fits[key] = f"waits for the runs it is predicted from: {e}"
             except CooldownError as e:
                 self.fits[key] = f"the {', '.join(key)} curves could not be fitted: {e}"
         found = self.fits[key]
         if isinstance(found, str):
-            raise _NoResult(found)
+            raise NoResult(found)
         return found
 
 
-def _trunk_eval_rows(nodes: dict[str, dict[str, Any]], trunk_id: str, study_dir: Path) -> list:
-    node = nodes.get(trunk_id)
-    if node is not None and node["state"] == "done" and node["result"]:
-        return node["result"]["eval_rows"]
-    # A read-off does not wait for the trunk to finish: its evaluations so far are in its log.
-    path = study_dir / "runs" / trunk_id / "metrics.jsonl"
-    return _eval_rows(read_metrics(path)) if path.exists() else []
-
-
-def _row(
-    plan: Plan,
-    point: PlanNode,
-    nodes: dict[str, dict[str, Any]],
-    study_dir: Path,
-    predictions: _Predictions,
-) -> dict[str, Any]:
+def _row(plan: Plan, point: PlanNode, sources: _Sources) -> dict[str, Any]:
     info = plan.sizes[point.size]
     conv = plan.convention
-    averages: dict[str, float | None] = {}
-    # The run a measured point reads: its own node, or the other method's branch it shares.
-    run_id = point.reuses or point.id
-    extra: dict[str, Any] = {}
-    if point.method == "cooldown-predicted":
-        extra = dict.fromkeys(("loss_interval_low", "loss_interval_high", "calibration"))
-    if point.kind == "prediction":
-        group = predictions.get(point)
-        extra = group.point(point)
-        assert point.parent is not None
-        vocab = _trunk_vocab(nodes, point.parent, info)
-        loss = raw = extra.pop("final_val_loss")
-        val_loss_eval = extra.pop("val_loss_eval")
-        how = group.loss_evaluation
-    elif point.kind == "average":
-        assert plan.spec.methods.swa is not None and point.parent is not None
-        at = [
-            r
-            for r in _trunk_eval_rows(nodes, point.parent, study_dir)
-            if r["step"] == point.budget_steps
-        ]
-        if not at:
-            raise _NoResult(f"trunk {point.parent} has no evaluation at step {point.budget_steps}")
-        evaluation = at[-1]
-        key = f"val_loss_{plan.spec.methods.swa.average}"
-        if evaluation.get(key) is None:
-            raise _NoResult(
-                f"trunk {point.parent} logged no {key} at step {point.budget_steps} "
-                "(check the [averaging] table)"
-            )
-        vocab = _trunk_vocab(nodes, point.parent, info)
-        raw = evaluation["val_loss"]
-        loss = evaluation[key]
-        averages = {
-            k.removeprefix("val_loss_"): v
-            for k, v in evaluation.items()
-            if k.startswith("val_loss_")
-        }
-        how = "eval_batches"
-        val_loss_eval = raw
-    else:
-        result = _stored(nodes, run_id)
-        manifest = result["manifest"]
-        vocab = int(manifest.get("vocab_size") or info.model.vocab_size)
-        final_eval = [r for r in result["eval_rows"] if r["step"] == point.total_steps]
-        val_loss_eval = final_eval[-1]["val_loss"] if final_eval else None
-        raw = manifest.get("final_val_loss")
-        how = "full"
-        if raw is None:  # train.final_full_eval = false: the last evaluation stands in
-            raw, how = val_loss_eval, "eval_batches"
-        if raw is None:
-            raise _NoResult(f"node {run_id} recorded no validation loss")
-        loss = raw
-        averages = {
-            k.removeprefix("final_val_loss_"): v
-            for k, v in manifest.items()
-            if k.startswith("final_val_loss_") and k != "final_val_loss_raw"
-        }
+    method = REGISTRY[point.method]
+    measured = method.point_loss(plan, point, sources)
+    loss, raw, vocab = measured.loss, measured.raw, measured.vocab
     model = info.model.model_copy(update={"vocab_size": vocab})
     tokens = point.total_steps * info.tokens_per_step
     compute = {c: training_flops(model, info.seq_len, tokens, c) for c in FLOP_CONVENTIONS}
@@ -304,24 +241,18 @@ def _row(
         ),
         "final_val_loss": loss,
         "final_val_loss_raw": raw,
-        "loss_evaluation": how,
-        "val_loss_eval": val_loss_eval,
+        "loss_evaluation": measured.how,
+        "val_loss_eval": measured.val_loss_eval,
         "predicted": point.kind == "prediction",
-        **extra,
+        **measured.extra,
     }
-    for name, value in sorted(averages.items()):
+    for name, value in sorted(measured.averages.items()):
         row[f"final_val_loss_{name}"] = value
     # Downstream evaluations of the point's model (a predicted point has no model).
-    if point.kind == "average":
-        row.update(
-            _downstream_columns(
-                study_dir / "runs" / point.parent,
-                point.budget_steps,
-                only=plan.spec.methods.swa.average,
-            )
-        )
-    elif point.kind != "prediction":
-        row.update(_downstream_columns(study_dir / "runs" / run_id, point.total_steps))
+    model_of = method.point_model(plan, point)
+    if model_of is not None:
+        run_id, step, only = model_of
+        row.update(_downstream_columns(node_run(sources.study_dir, run_id).path, step, only=only))
     return row
 
 
@@ -343,13 +274,6 @@ def _downstream_columns(run_dir: Path, step: int, only: str | None = None) -> di
                     name = metric.removesuffix(",none").replace(",", "_")
                     out[f"{prefix}{task}_{name}"] = value
     return out
-
-
-def _trunk_vocab(nodes: dict[str, dict[str, Any]], trunk_id: str, info: SizeInfo) -> int:
-    node = nodes.get(trunk_id)
-    if node is not None and node["result"]:
-        return int(node["result"]["manifest"].get("vocab_size") or info.model.vocab_size)
-    return int(info.model.vocab_size)
 
 
 def _mark_best(rows: list[dict[str, Any]]) -> None:

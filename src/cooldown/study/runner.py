@@ -39,9 +39,11 @@ from typing import Any
 
 from cooldown.errors import CooldownError, Interrupted
 from cooldown.fileio import atomic_write_text
+from cooldown.run_dir import CONFIG_FILE
 from cooldown.study.node import EXIT_BUSY
 from cooldown.study.plan import Plan, build_plan
 from cooldown.study.results import read_run_result
+from cooldown.study.run_dirs import node_run, run_dir_name
 from cooldown.study.spec import StudySpec, load_study, study_dir_for
 from cooldown.study.state import Claim, StudyState
 
@@ -155,11 +157,7 @@ class LocalBackend:
 
 
 def _nproc_per_node(study_dir: Path, node_id: str) -> int:
-    from cooldown.configio import read_toml
-    from cooldown.study.node_config import run_dir_name
-
-    config = read_toml(study_dir / run_dir_name(node_id) / "config.toml")
-    return int(config.get("train", {}).get("nproc_per_node") or 1)
+    return node_run(study_dir, node_id).config.train.nproc_per_node or 1
 
 
 class _TorchrunHandle(_LocalHandle):
@@ -203,7 +201,6 @@ class _BusyHandle:
 def _start_torchrun(
     study_dir: Path, node_id: str, nproc: int, threads: int | None, log_path: Path, log: Any
 ) -> _LocalHandle | _BusyHandle:
-    from cooldown.study.node_config import run_dir_name
     from cooldown.study.state import lock_path, try_lock
 
     lock = lock_path(study_dir, node_id)
@@ -214,7 +211,7 @@ def _start_torchrun(
     run_dir = run_dir_name(node_id)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc_per_node={nproc}", "-m", "cooldown", "train"]
-    cmd += ["--config", f"{run_dir}/config.toml", "--out", run_dir]
+    cmd += ["--config", f"{run_dir}/{CONFIG_FILE}", "--out", run_dir]
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(max(1, threads // nproc))
@@ -324,15 +321,15 @@ def _order(node: dict[str, Any]) -> tuple:
 def _prepare(spec: StudySpec, plan: Plan, node_id: str, study_dir: Path) -> bool:
     """Write the node's config.toml; True when its run folder already holds a finished run."""
     from cooldown.configio import to_toml
-    from cooldown.study.node_config import node_run_config, run_dir_name
+    from cooldown.study.node_config import node_run_config
 
     node = plan.by_id[node_id]
-    run_dir = study_dir / run_dir_name(node_id)
+    run = node_run(study_dir, node_id)
     cfg = node_run_config(spec, plan, node, study_dir)
-    if not (run_dir / "config.toml").exists():
-        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    if not run.exists():
+        atomic_write_text(run.config_path, to_toml(cfg))
     try:
-        read_run_result(run_dir, expect_steps=node.total_steps)
+        read_run_result(run.path, expect_steps=node.total_steps)
     except CooldownError:
         return False
     return True
@@ -469,8 +466,6 @@ def _record(
     report: RunReport,
     log: Callable[[str], None],
 ) -> None:
-    from cooldown.study.node_config import run_dir_name
-
     node = plan.by_id[claim.node_id]
     if outcome.busy:
         state.finish(claim, "busy")
@@ -479,7 +474,7 @@ def _record(
     if outcome.ok:
         try:
             result = read_run_result(
-                study_dir / run_dir_name(node.id), expect_steps=node.total_steps
+                node_run(study_dir, node.id).path, expect_steps=node.total_steps
             )
         except CooldownError as e:
             outcome = Outcome(False, error=str(e))

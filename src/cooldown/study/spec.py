@@ -44,12 +44,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -58,13 +56,36 @@ from pydantic import (
 
 from cooldown.configio import apply_overrides, read_toml, validate
 from cooldown.data import DataConfig
-from cooldown.decay_shapes import SHAPES, canonical_shape
 from cooldown.errors import CooldownError, format_validation_error
 from cooldown.flops import FlopConvention
-from cooldown.shapes import ModelConfig
+from cooldown.model_sizes import ModelConfig
+from cooldown.study.fields import as_list, positive_unique
+from cooldown.study.methods import (
+    METHOD_NAMES,
+    PREDICTION_LAWS,
+    REGISTRY,
+    CooldownMethod,
+    CosineMethod,
+    PredictedMethod,
+    SwaMethod,
+)
 
-METHODS: tuple[str, ...] = ("cosine", "cooldown", "swa", "cooldown-predicted")
-PREDICTION_LAWS: tuple[str, ...] = ("mpl", "tissue")  # cooldown.predict.LAWS
+__all__ = [
+    "METHODS",
+    "PREDICTION_LAWS",
+    "CooldownMethod",
+    "CosineMethod",
+    "PredictedMethod",
+    "StudySpec",
+    "SwaMethod",
+    "load_study",
+    "plan_vocab_size",
+    "study_dir_for",
+    "study_from_dict",
+]
+
+METHODS = METHOD_NAMES  # study.toml's [methods.NAME] tables, in plan order
+
 BUDGET_FIELDS: tuple[str, ...] = ("steps", "tokens", "tokens_per_param")
 # Fields of every run that the study itself sets; a [train] table may not set them.
 STUDY_OWNED_TRAIN_FIELDS = {
@@ -75,21 +96,6 @@ STUDY_OWNED_TRAIN_FIELDS = {
     "permanent_steps": "nothing: the study sets the trunk's branch points",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-
-
-def _as_list(value: Any) -> Any:
-    # `lr = 1e-3` and `lr = [1e-3, 2e-3]` both read naturally in TOML.
-    return value if isinstance(value, list | tuple) or value is None else [value]
-
-
-def _positive_unique(values: list, what: str) -> list:
-    if not values:
-        raise ValueError(f"give at least one {what}")
-    if any(v <= 0 for v in values):
-        raise ValueError(f"every {what} must be > 0")
-    if len(set(values)) != len(values):
-        raise ValueError(f"a {what} is listed twice")
-    return values
 
 
 class Budgets(BaseModel):
@@ -104,7 +110,7 @@ class Budgets(BaseModel):
     @field_validator("steps", "tokens", "tokens_per_param")
     @classmethod
     def _positive(cls, v: list | None) -> list | None:
-        return v if v is None else _positive_unique(v, "budget")
+        return v if v is None else positive_unique(v, "budget")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Budgets:
@@ -176,115 +182,6 @@ class SizeSpec(Budgets):
         return own if own.given is not None or default is None else default
 
 
-# A learning rate or a list of them to sweep: `lr = 1e-3` and `lr = [1e-3, 2e-3]` both read.
-LRSweep = Annotated[
-    list[float],
-    BeforeValidator(_as_list),
-    AfterValidator(lambda v: _positive_unique(v, "learning rate")),
-]
-
-
-class CosineMethod(BaseModel):
-    """One cosine run from scratch per budget (the baseline), to `final_lr_frac` x the peak."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lr: LRSweep
-    final_lr_frac: float = Field(0.1, ge=0.0, le=1.0)
-
-
-class CooldownMethod(BaseModel):
-    """Per size and LR: one constant-LR trunk with a permanent checkpoint at every branch point,
-    and a branch per budget cooling down over its last `fraction` of updates."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lr: LRSweep
-    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="cooldown share of each budget")
-    shapes: list[str] = Field(default_factory=lambda: ["linear"])
-    final_lr_frac: float = Field(0.0, ge=0.0, le=1.0)
-    power: float | None = Field(None, gt=0.0, description="exponent of shape 'power'")
-
-    @field_validator("shapes", mode="before")
-    @classmethod
-    def _shape_list(cls, v: Any) -> Any:
-        return _as_list(v)
-
-    @field_validator("shapes")
-    @classmethod
-    def _known_shapes(cls, v: list[str]) -> list[str]:
-        out = [canonical_shape(s) for s in v]
-        bad = [s for s in v if canonical_shape(s) not in SHAPES]
-        if bad:
-            raise ValueError(f"unknown shape {bad[0]!r}; allowed: {', '.join(SHAPES)}")
-        if not out:
-            raise ValueError("give at least one shape")
-        if len(set(out)) != len(out):
-            raise ValueError("a shape is listed twice")
-        return out
-
-    @model_validator(mode="after")
-    def _shape_settings(self) -> CooldownMethod:
-        if "exp" in self.shapes and self.final_lr_frac == 0.0:
-            raise ValueError("final_lr_frac: shape 'exp' (m^x) needs a final fraction m > 0")
-        if self.power is not None and "power" not in self.shapes:
-            raise ValueError("power: only used by shape 'power' (not in shapes)")
-        return self
-
-
-class SwaMethod(BaseModel):
-    """The trunk's weight average (`average`, e.g. "swa") read off at each budget: no extra
-    training beyond running the trunk to the largest budget. `lr` defaults to the cooldown's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lr: Optional[LRSweep] = None
-    average: str = Field("swa", description="which average's val_loss_<average> to read")
-
-
-class PredictedMethod(BaseModel):
-    """Per size and LR: the constant-LR trunk and real cooldown branches for only `measured`
-    budgets (1: the largest; 2: the largest and the smallest); the final loss of every other
-    budget's branch is predicted by a loss-curve law (`cooldown.predict`) fitted on the trunk's
-    and the measured branches' curves. `lr` defaults to the cooldown's. Cooldowns go to 0."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lr: Optional[LRSweep] = None
-    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="cooldown share of each budget")
-    shape: str = "linear"
-    measured: int = Field(1, description="budgets per size that get a real branch: 1 or 2")
-    law: str = Field("mpl", description="the loss-curve law: mpl or tissue")
-    n_bootstrap: int = Field(20, ge=0, description="bootstrap refits for the loss interval")
-    from_step: int | None = Field(None, ge=0, description="fit only points from this step on")
-
-    @field_validator("shape")
-    @classmethod
-    def _known_shape(cls, v: str) -> str:
-        shape = canonical_shape(v)
-        if shape not in SHAPES:
-            raise ValueError(f"unknown shape {v!r}; allowed: {', '.join(SHAPES)}")
-        if shape == "exp":  # m^x never reaches 0, and this method's cooldowns end at 0
-            raise ValueError("shape 'exp' needs a final LR fraction > 0; this method cools to 0")
-        return shape
-
-    @field_validator("measured", mode="before")
-    @classmethod
-    def _one_or_two(cls, v: Any) -> Any:
-        if isinstance(v, bool) or v not in (1, 2):
-            raise ValueError(
-                "must be 1 (the largest budget) or 2 (the largest and the smallest budget)"
-            )
-        return v
-
-    @field_validator("law")
-    @classmethod
-    def _known_law(cls, v: str) -> str:
-        if v not in PREDICTION_LAWS:
-            raise ValueError(f"unknown law {v!r}; allowed: {', '.join(PREDICTION_LAWS)}")
-        return v
-
-
 class Methods(BaseModel):
     # TOML names the predicted method `cooldown-predicted`; the dump uses that name too, so a
     # dumped spec validates back to an equal one (the Python name is accepted as well).
@@ -305,13 +202,8 @@ class Methods(BaseModel):
     def _at_least_one(self) -> Methods:
         if not self.names:
             raise ValueError(f"give at least one method table: {', '.join(METHODS)}")
-        if self.swa is not None and self.swa.lr is None and self.cooldown is None:
-            raise ValueError("swa.lr: missing (it defaults to the cooldown's, and there is none)")
-        predicted = self.cooldown_predicted
-        if predicted is not None and predicted.lr is None and self.cooldown is None:
-            raise ValueError(
-                "cooldown-predicted.lr: missing (it defaults to the cooldown's, and there is none)"
-            )
+        for method in self.names:
+            REGISTRY[method].check_methods(self)
         return self
 
     def get(self, name: str) -> BaseModel | None:
@@ -323,29 +215,15 @@ class Methods(BaseModel):
         return [m for m in METHODS if self.get(m) is not None]
 
     def trunk_lrs(self) -> list[float]:
-        """LRs that need a constant-LR trunk: the cooldown's, the swa read-off's and the
-        predicted method's (one trunk per LR, shared)."""
-        lrs = list(self.cooldown.lr) if self.cooldown else []
-        for extra in (self.swa_lrs(), self.predicted_lrs()):
-            lrs += [lr for lr in extra if lr not in lrs]
+        """LRs that need a constant-LR trunk (one trunk per LR, shared by the trunk methods)."""
+        lrs: list[float] = []
+        for method in self.names:
+            lrs += [lr for lr in REGISTRY[method].trunk_lrs(self) if lr not in lrs]
         return lrs
 
-    def swa_lrs(self) -> list[float]:
-        if self.swa is None:
-            return []
-        if self.swa.lr is not None:
-            return list(self.swa.lr)
-        assert self.cooldown is not None
-        return list(self.cooldown.lr)
-
     def predicted_lrs(self) -> list[float]:
-        predicted = self.cooldown_predicted
-        if predicted is None:
-            return []
-        if predicted.lr is not None:
-            return list(predicted.lr)
-        assert self.cooldown is not None
-        return list(self.cooldown.lr)
+        """The LRs of `cooldown-predicted` (its own, else the cooldown's)."""
+        return REGISTRY["cooldown-predicted"].trunk_lrs(self)
 
 
 class StudySpec(BaseModel):
@@ -373,7 +251,7 @@ class StudySpec(BaseModel):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seed_list(cls, v: Any) -> Any:
-        return _as_list(v)
+        return as_list(v)
 
     @field_validator("seeds")
     @classmethod
@@ -414,50 +292,14 @@ class StudySpec(BaseModel):
                     f"sizes.{i}: no budgets for {size.name!r}; give steps, tokens or "
                     "tokens_per_param in the size's table or in [budgets]"
                 )
-        predicted = self.methods.cooldown_predicted
-        if predicted is not None:
-            if "eval_interval" not in self.train:
-                raise ValueError(
-                    "train.eval_interval: methods.cooldown-predicted fits a law to the periodic "
-                    "evaluations of the trunk and the measured branches; set how often they "
-                    "evaluate (a few dozen evaluations per trunk)"
-                )
-            for i, size in enumerate(self.sizes):
-                _check_predicted_budgets(predicted.measured, i, size, size.budgets(self.budgets))
-        if self.methods.swa is not None:
-            if self.averaging is None:
-                raise ValueError(
-                    "averaging: methods.swa reads the trunk's weight averages; add an "
-                    "[averaging] table (e.g. swa_window = 500)"
-                )
-            if "eval_interval" not in self.train:
-                raise ValueError(
-                    "train.eval_interval: methods.swa reads the trunk's evaluation at every "
-                    "budget; set an eval_interval that divides every budget's steps"
-                )
+        for method in self.methods.names:
+            REGISTRY[method].check_spec(self)
         return self
 
     @property
     def eval_interval(self) -> int | None:
         value = self.train.get("eval_interval")
         return int(value) if value is not None else None
-
-
-def _check_predicted_budgets(measured: int, index: int, size: SizeSpec, budgets: Budgets) -> None:
-    given = budgets.given
-    count = len(getattr(budgets, given)) if given is not None else 0
-    where = f"methods.cooldown-predicted.measured: size {size.name!r} (sizes.{index})"
-    if measured == 2 and count < 2:
-        raise ValueError(
-            f"{where} has one budget; measured = 2 runs branches for the largest and the "
-            "smallest budget"
-        )
-    if count <= measured:
-        raise ValueError(
-            f"{where} has {count} budget(s), all of them measured (measured = {measured}): "
-            f"nothing left to predict; give at least {measured + 1} budgets or use "
-            "methods.cooldown"
-        )
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> StudySpec:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cooldown.errors import CooldownError
+from cooldown.study.run_dirs import node_run
 
 STATES = ("pending", "running", "done", "failed")
 SCHEMA_VERSION = "1"
@@ -146,12 +147,6 @@ def node_locked(study_dir: Path, node_id: str) -> bool:
         return True
     os.close(fd)  # closing drops our probe lock
     return False
-
-
-def checkpoint_done(run_dir: Path, step: int) -> bool:
-    """Whether `run_dir` has a complete checkpoint at `step` (its checksum.json is written last,
-    inside a folder renamed into place: see cooldown.checkpoint)."""
-    return (Path(run_dir) / "checkpoints" / f"step_{step:07d}" / "checksum.json").is_file()
 
 
 # --- the state ------------------------------------------------------------------------------------
@@ -337,7 +332,7 @@ class StudyState:
             return True
         if states.get(parent) == "done":
             return True
-        return checkpoint_done(self.study_dir / "runs" / parent, node["parent_step"])
+        return node_run(self.study_dir, parent).has_checkpoint(node["parent_step"])
 
     def abandoned(self, node: sqlite3.Row | dict[str, Any]) -> bool:
         """Whether a running node's claim can be taken over: its runner is dead and no process

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cooldown.study.plan import build_plan
+from cooldown.study.run_dirs import node_run
 from cooldown.study.spec import load_study, study_dir_for
 from cooldown.study.state import StudyState
 
@@ -52,7 +53,7 @@ def study_status(study_path: str | Path, out: str | Path | None = None) -> str:
         for n in running:
             claim = claims.get(n["claim_id"]) or {}
             runner = runners.get(claim.get("runner_id")) or {}
-            row = last_metrics_row(study_dir / "runs" / n["id"] / "metrics.jsonl")
+            row = last_metrics_row(node_run(study_dir, n["id"]).metrics_path)
             step = row.get("step") if row else None
             progress = f"step {step:,}/{n['total_steps']:,}" if step is not None else "starting"
             who = f"{runner.get('host')}:{runner.get('pid')}" if runner else "?"

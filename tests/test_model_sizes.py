@@ -6,7 +6,7 @@ import pytest
 
 from cooldown.configio import read_toml, to_toml, validate
 from cooldown.errors import CooldownError
-from cooldown.shapes import (
+from cooldown.model_sizes import (
     PAPER_PRESETS,
     PRESETS,
     TINY_PRESETS,
@@ -186,6 +186,6 @@ def test_param_count_with_embeddings_needs_the_vocab():
     assert non_embedding_param_count(cfg) == 8 * (4 * 384 * 384 + 3 * 384 * 1024)
 
 
-def test_shapes_and_flops_do_not_import_torch():
-    code = "import sys, cooldown.shapes, cooldown.flops; sys.exit('torch' in sys.modules)"
+def test_model_sizes_and_flops_do_not_import_torch():
+    code = "import sys, cooldown.model_sizes, cooldown.flops; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,6 +1,7 @@
-"""Model shapes: the size presets, the typed model config and parameter counts.
+"""Model sizes: the size presets, the typed model config and parameter counts (a cooldown's
+shape, the form of its LR decay, is `cooldown.decay_shapes`).
 
-A shape is what scaling studies, FLOP counts and run planning need to know about a model, so this
+A model's size is what scaling studies, FLOP counts and run planning need to know about a model, so this
 module stays free of torch: `cooldown.model` builds the network from a `ModelConfig`, everything
 else only counts.
 
