@@ -60,12 +60,14 @@ def _train_runs(root, data_cache) -> None:
     from cooldown.reproduce.presets import get_preset
     from cooldown.train import train
 
-    # The runs these tests were calibrated on: the cpu preset's earlier model and data (4 x 32 on
-    # 1.5 MB of the corpus) at a constant LR of 5e-3, with the final full evaluation.
+    # The runs these tests were calibrated on: the cpu preset's earlier model, data and evaluation
+    # interval (4 x 32 on 1.5 MB of the corpus, every 50 steps) at a constant LR of 5e-3.
     p = get_preset("cpu")
     data = {"source": "stdlib", "max_bytes": 1_500_000, "val_fraction": 0.1, "vocab_size": 512}
     model = {"n_layers": 4, "d_model": 32, "n_heads": 2, "ffn_multiple_of": 32, "max_seq_len": 64}
-    p = replace(p, data={**data, "cache_dir": data_cache}, model=model)
+    p = replace(
+        p, data={**data, "cache_dir": data_cache}, model=model, eval_interval=50, swa_window=75
+    )
     # One intra-op thread: on a shared 2-core machine torch's default thread pool makes these tiny
     # models an order of magnitude slower (and reproduce's workers train with one).
     threads = torch.get_num_threads()
