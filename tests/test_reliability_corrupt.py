@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _byte_runs import byte_run_overrides
 from cooldown.branch import branch
 from cooldown.checkpoint import (
     apply_keep_policy,
@@ -26,24 +27,7 @@ from cooldown.train import train
 
 
 def _overrides(source: Path, cache: Path) -> list[str]:
-    return [
-        f"data.source='{source}'",
-        "data.tokenizer=bytes",
-        "data.val_fraction=0.2",
-        f"data.cache_dir='{cache}'",
-        "model.preset=tiny-0.05M",
-        "model.max_seq_len=32",
-        "train.seq_len=32",
-        "train.batch_size=4",
-        "train.eval_batches=1",
-        "train.progress=false",
-        "train.final_full_eval=false",
-        "train.keep_last=5",
-        "schedule.kind=constant",
-        "schedule.total_steps=8",
-        "schedule.warmup_steps=1",
-        "train.checkpoint_interval=4",
-    ]
+    return [*byte_run_overrides(source, cache), "train.keep_last=5"]
 
 
 @pytest.fixture(scope="module")

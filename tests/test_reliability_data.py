@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from _byte_runs import byte_run_overrides
 from cooldown.config import load_run_config
 from cooldown.configio import validate
 from cooldown.data import BatchSampler, DataConfig, prepare
@@ -22,26 +23,6 @@ def _corpus(path: Path, modules: list[str]) -> Path:
     lib = Path(sysconfig.get_paths()["stdlib"])
     path.write_text("\n\n".join((lib / m).read_text(encoding="utf-8") for m in modules))
     return path
-
-
-def _overrides(source: Path, cache: Path) -> list[str]:
-    return [
-        f"data.source='{source}'",
-        "data.tokenizer=bytes",
-        "data.val_fraction=0.2",
-        f"data.cache_dir='{cache}'",
-        "model.preset=tiny-0.05M",
-        "model.max_seq_len=32",
-        "train.seq_len=32",
-        "train.batch_size=4",
-        "train.eval_batches=1",
-        "train.progress=false",
-        "train.final_full_eval=false",
-        "schedule.kind=constant",
-        "schedule.total_steps=8",
-        "schedule.warmup_steps=1",
-        "train.checkpoint_interval=4",
-    ]
 
 
 def test_data_paths_are_absolute_from_the_config_load(tmp_path, monkeypatch):
@@ -71,7 +52,7 @@ def _crash_after(monkeypatch, n_batches: int) -> None:
 def test_resuming_on_replaced_data_is_refused_naming_both_fingerprints(tmp_path, monkeypatch):
     """It trained the remaining steps on the other data and overwrote data_fingerprint."""
     source = _corpus(tmp_path / "corpus.txt", ["textwrap.py", "shlex.py"])
-    cfg = load_run_config(None, _overrides(source, tmp_path / "cache"))
+    cfg = load_run_config(None, byte_run_overrides(source, tmp_path / "cache"))
     run_dir = tmp_path / "run"
     with monkeypatch.context() as m:
         _crash_after(m, 5)
