@@ -58,6 +58,17 @@ def _markdown_table(md: str) -> str:
     return "<table>" + row(head, "th") + "".join(row(r, "td") for r in rows) + "</table>"
 
 
+def _ablation_section(sid, title, diffs, losses, fig_path, fig_title, seed) -> str:
+    """An ablation's paired differences as a figure, its runs' final losses as a line."""
+    from cooldown.report import reproduce_plots as rp
+
+    fig = rp.plot_differences(diffs, fig_path, fig_title, "loss difference (nats/token)")
+    text = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+    return _section(
+        sid, title, _p(f"Final losses (seed {seed}): {text} nats/token.") + _img(fig, sid)
+    )
+
+
 def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     """Draw the figures into OUT/figures and write OUT/report.html (see module docstring)."""
     from cooldown.report import reproduce_plots as rp
@@ -178,47 +189,32 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         )
     )
 
-    b = res["b"]
-    fig = rp.plot_differences(
-        {
-            f"{p.main_shape} - linear\n(seeds)": b["main_vs_linear"],
-            **{f"{s} - {p.main_shape}": v for s, v in b["vs_main"].items()},
-        },
-        figs / "b_shapes.png",
-        f"(b) cooldown shapes, {p.cooldown_frac:.0%} of {big} updates: paired differences "
-        "(95% intervals)",
-        "loss difference (nats/token)",
-    )
+    b, c = res["b"], res["c"]
     sections.append(
-        _section(
+        _ablation_section(
             "shapes",
             "(b) Cooldown shapes",
-            _p(
-                "Final losses (seed 0): "
-                + ", ".join(f"{k} {v:.4f}" for k, v in b["shapes"].items())
-                + " nats/token."
-            )
-            + _img(fig, "shapes"),
+            {
+                f"{p.main_shape} - linear\n(seeds)": b["main_vs_linear"],
+                **{f"{s} - {p.main_shape}": v for s, v in b["vs_main"].items()},
+            },
+            b["shapes"],
+            figs / "b_shapes.png",
+            f"(b) cooldown shapes, {p.cooldown_frac:.0%} of {big} updates: paired differences "
+            "(95% intervals)",
+            p.seeds[0],
         )
     )
-    c = res["c"]
-    fig = rp.plot_differences(
-        {f"{float(f):.0%} - {p.cooldown_frac:.0%}": v for f, v in c["vs_main"].items()},
-        figs / "c_lengths.png",
-        f"(c) {p.main_shape} cooldown length, {big} updates: paired differences against the "
-        f"{p.cooldown_frac:.0%} cooldown (95% intervals)",
-        "loss difference (nats/token)",
-    )
     sections.append(
-        _section(
+        _ablation_section(
             "lengths",
             "(c) Cooldown lengths",
-            _p(
-                "Final losses (seed 0): "
-                + ", ".join(f"{float(k):.0%} {v:.4f}" for k, v in c["lengths"].items())
-                + " nats/token."
-            )
-            + _img(fig, "lengths"),
+            {f"{float(f):.0%} - {p.cooldown_frac:.0%}": v for f, v in c["vs_main"].items()},
+            {f"{float(k):.0%}": v for k, v in c["lengths"].items()},
+            figs / "c_lengths.png",
+            f"(c) {p.main_shape} cooldown length, {big} updates: paired differences against the "
+            f"{p.cooldown_frac:.0%} cooldown (95% intervals)",
+            p.seeds[0],
         )
     )
     d = res["d"]
