@@ -11,13 +11,9 @@ chinchilla convention (paper-facts section 4).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cooldown.config import load_run_config
-from cooldown.configio import read_toml
 from cooldown.flops import training_flops
-from cooldown.metrics import read_metrics
 from cooldown.model_sizes import param_count
 from cooldown.reproduce.evidence import Evidence
 from cooldown.reproduce.plan import (
@@ -27,6 +23,7 @@ from cooldown.reproduce.plan import (
     cosine_config,
 )
 from cooldown.reproduce.presets import Preset
+from cooldown.run_dir import RunDir
 from cooldown.schedules import cooldown_split
 
 CONVENTION = "chinchilla"
@@ -175,21 +172,16 @@ def scaling_trunk_key(size: str, lr: float) -> str:
 # --- reading finished runs --------------------------------------------------------------------
 
 
-def manifest(run_dir: Path) -> dict:
-    return json.loads((run_dir / "manifest.json").read_text())
-
-
 def curve(run_dir: Path) -> dict:
     """Logged (step, val_loss, lr) of a run, its parent's up to the branch point first."""
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]
-    cfg = read_toml(run_dir / "config.toml").get("parent") or {}
-    parent_dir, step = cfg.get("run_dir"), cfg.get("step")
-    if parent_dir:
-        head = [r for r in curve(Path(parent_dir))["rows"] if r[0] <= step]
-        rows = [r for r in rows if r["step"] > step]
-        own = [(r["step"], r["val_loss"], r.get("lr")) for r in rows]
-        return {"rows": head + own}
-    return {"rows": [(r["step"], r["val_loss"], r.get("lr")) for r in rows]}
+    run = RunDir(run_dir)
+    rows = [(r["step"], r["val_loss"], r.get("lr")) for r in run.metrics() if "val_loss" in r]
+    found = run.parent()
+    if found is None:
+        return {"rows": rows}
+    parent, step = found
+    head = [r for r in curve(parent.path)["rows"] if r[0] <= step]
+    return {"rows": head + [r for r in rows if r[0] > step]}
 
 
 def best_lrs(p: Preset, ev: Evidence) -> dict:
@@ -318,8 +310,9 @@ def collect_scaling(p: Preset, r: Path, ev: Evidence, ratio: float) -> dict:
     for size in p.scaling:
         lr = size.lr or p.scaling_lr
         trunk = scaling_trunk_key(size.name, lr * ratio)
-        cfg = load_run_config(r / trunk / "config.toml")
-        vocab = manifest(r / trunk).get("vocab_size") or cfg.model.vocab_size
+        trunk_dir = RunDir(r / trunk)
+        cfg = trunk_dir.config
+        vocab = trunk_dir.manifest().get("vocab_size") or cfg.model.vocab_size
         model = cfg.model.with_vocab(int(vocab)) if vocab else cfg.model
         n = param_count(model)
         tps = cfg.train.tokens_per_step

@@ -10,7 +10,6 @@ throughput of one two-threaded run.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -19,7 +18,9 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from cooldown.errors import CooldownError
 from cooldown.reproduce.presets import Preset
+from cooldown.run_dir import RunDir
 
 
 @dataclass
@@ -106,9 +107,10 @@ def branch_config(parent: dict, parent_dir: Path, step: int, cooldown_steps: int
 
 
 def is_complete(run_dir: Path) -> bool:
+    """A finished run (a damaged manifest counts as unfinished: training it again says why)."""
     try:
-        return json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
+        return RunDir(run_dir).is_complete()
+    except CooldownError:
         return False
 
 
