@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from cooldown.fileio import atomic_write_text
+from cooldown.report import reproduce_plots as rp
 from cooldown.reproduce.claims import interval_text
 
 SECTION_IDS = (
@@ -60,8 +61,6 @@ def _markdown_table(md: str) -> str:
 
 def _ablation_section(sid, title, diffs, losses, fig_path, fig_title, seed) -> str:
     """An ablation's paired differences as a figure, its runs' final losses as a line."""
-    from cooldown.report import reproduce_plots as rp
-
     fig = rp.plot_differences(diffs, fig_path, fig_title, "loss difference (nats/token)")
     text = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
     return _section(
@@ -69,21 +68,18 @@ def _ablation_section(sid, title, diffs, losses, fig_path, fig_title, seed) -> s
     )
 
 
-def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
-    """Draw the figures into OUT/figures and write OUT/report.html (see module docstring)."""
-    from cooldown.report import reproduce_plots as rp
-    from cooldown.report.interpolation_plot import plot_interpolation
+def _schedule_sections(preset, res: dict, figs: Path) -> list[str]:
+    """The schedules, the LR sweep and the loss curves."""
     from cooldown.report.schedule_plot import plot_schedules
     from cooldown.schedule_specs import schedule_from_config
     from cooldown.schedules import cooldown_split
 
-    figs = out / "figures"
     p = preset
     big = p.budgets[-1]
+    sections: list[str] = []
     _, cool = cooldown_split(big, p.cooldown_frac, field="cooldown_frac")
     lr_cos, lr_con = res["a"]["lr_cosine"], res["a"]["lr_constant"]
     n_docs = res["a"]["budgets"][0]["difference"]["n_docs"]
-    sections = []
 
     schedules = [
         schedule_from_config(
@@ -155,6 +151,14 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         f"Validation loss, {big} updates (seed {p.seeds[0]})",
     )
     sections.append(_section("loss-curves", "Loss curves", _img(fig, "loss curves")))
+    return sections
+
+
+def _ablation_sections(preset, res: dict, figs: Path) -> list[str]:
+    """(a)-(e): each comparison with its paired interval."""
+    p = preset
+    big = p.budgets[-1]
+    sections: list[str] = []
 
     a = res["a"]
     vals = {}
@@ -266,6 +270,15 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             + _img(fig, "sf"),
         )
     )
+    return sections
+
+
+def _interpolation_and_scaling_sections(res: dict, figs: Path) -> list[str]:
+    """(f) the interpolation, (g) the scaling sweep, its fits and compute."""
+    from cooldown.report.interpolation_plot import plot_interpolation
+
+    sections: list[str] = []
+
     f = res["f"]
     fig = plot_interpolation(
         f["alphas"],
@@ -326,6 +339,13 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         g["compute_by_method"], g["flop_convention"], figs / "g_compute.png"
     )
     sections.append(_section("compute", "Compute by method", _img(fig, "compute")))
+    return sections
+
+
+def _prediction_sections(preset, res: dict, figs: Path, evaluation) -> list[str]:
+    """(h) loss prediction on this reproduction's runs and on the MPL paper's."""
+    p = preset
+    sections: list[str] = []
 
     h = res["h"]
     one = h["one_branch"]
@@ -390,6 +410,12 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             + _img(Path(real["figure"]), "MPL curves"),
         )
     )
+    return sections
+
+
+def _claims_section(res: dict) -> list[str]:
+    """The claims table, one row per paper takeaway."""
+    sections: list[str] = []
 
     crow = "".join(
         f'<tr class="claim {c["verdict"].replace(" ", "-")}"><td>{html.escape(c["takeaway"])}'
@@ -407,6 +433,20 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
             ),
         )
     )
+    return sections
+
+
+def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
+    """Draw the figures into OUT/figures and write OUT/report.html (see module docstring)."""
+    figs = out / "figures"
+    p = preset
+    sections = [
+        *_schedule_sections(p, res, figs),
+        *_ablation_sections(p, res, figs),
+        *_interpolation_and_scaling_sections(res, figs),
+        *_prediction_sections(p, res, figs, evaluation),
+        *_claims_section(res),
+    ]
     doc = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>cooldown reproduce '
         f"({p.name})</title><style>{_CSS}</style></head><body><h1>cooldown reproduce: "
