@@ -69,8 +69,9 @@ def _all(verdicts: list[str]) -> str:
     return HELD if all(v == HELD for v in verdicts) else INCONCLUSIVE
 
 
-def check_claims(res: dict, p) -> list[dict]:
-    a, b, c, d, e = res["a"], res["b"], res["c"], res["d"], res["e"]
+def _claims_a(res: dict, p) -> list[dict]:
+    """(a) cosine vs constant + cooldown, each at its best LR."""
+    a = res["a"]
     margin = p.margin
     claims = []
 
@@ -91,6 +92,15 @@ def check_claims(res: dict, p) -> list[dict]:
             margin=margin,
         )
     )
+
+    return claims
+
+
+def _claims_bc(res: dict, p) -> list[dict]:
+    """(b) cooldown shapes, (c) cooldown lengths."""
+    b, c = res["b"], res["c"]
+    margin = p.margin
+    claims = []
 
     sq = b["main_vs_linear"]
     claims.append(
@@ -126,6 +136,15 @@ def check_claims(res: dict, p) -> list[dict]:
             margin=margin,
         )
     )
+
+    return claims
+
+
+def _claims_de(res: dict, p) -> list[dict]:
+    """(d) SWA, (e) schedule-free AdamW."""
+    a, d, e = res["a"], res["d"], res["e"]
+    margin = p.margin
+    claims = []
 
     swa = d["swa_vs_constant"]
     claims.append(
@@ -175,6 +194,14 @@ def check_claims(res: dict, p) -> list[dict]:
         )
     )
 
+    return claims
+
+
+def _claims_fg(res: dict, p) -> list[dict]:
+    """(f) the interpolation, (g) the scaling sweep's points and compute."""
+    margin = p.margin
+    claims = []
+
     f = res["f"]["val_loss"]
     bumps = max(max(0.0, f[i + 1] - f[i]) for i in range(len(f) - 1))
     claims.append(
@@ -211,10 +238,20 @@ def check_claims(res: dict, p) -> list[dict]:
         )
     )
 
-    claims.append(_predicted_scaling_claim(res))
-    claims += _prediction_claims(res["h"])
-    claims.append(_real_curves_claim(res["real_curves"]))
     return claims
+
+
+def check_claims(res: dict, p) -> list[dict]:
+    """Every takeaway's claim: its verdict, what was measured, the numbers behind it."""
+    return [
+        *_claims_a(res, p),
+        *_claims_bc(res, p),
+        *_claims_de(res, p),
+        *_claims_fg(res, p),
+        _predicted_scaling_claim(res),
+        *_prediction_claims(res["h"]),
+        _real_curves_claim(res["real_curves"]),
+    ]
 
 
 def _real_curves_claim(real: dict) -> dict:
