@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cooldown.errors import CooldownError
+from cooldown.readme_blocks import MPL_BEGIN, MPL_END, read_block
 from cooldown.reproduce.readme_table import BEGIN, END, readme_block, render_table, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def test_a_readme_without_the_markers_is_one_clear_error(tmp_path):
     claims.write_text(json.dumps(CLAIMS))
     readme = tmp_path / "README.md"
     readme.write_text("# no block here\n")
-    with pytest.raises(CooldownError, match="no claims block to replace"):
+    with pytest.raises(CooldownError, match="no block to replace"):
         update_readme(readme, claims)
     assert readme.read_text() == "# no block here\n"
     with pytest.raises(CooldownError, match="cannot read the claims"):
@@ -59,3 +60,12 @@ def test_the_readme_table_is_the_commands_output():
     kept = json.loads((ROOT / "benchmarks" / "claims-cpu.json").read_text())
     assert readme_block((ROOT / "README.md").read_text()) == render_table(kept)
     assert kept["preset"] == "cpu" and kept["claims"]
+
+
+def test_the_readme_mpl_table_is_the_commands_output():
+    """The MPL real-curve table: fitting the 25M curves again gives the README's 25M rows."""
+    from cooldown.predict.mpl_benchmark import mpl_benchmark
+
+    block = read_block((ROOT / "README.md").read_text(), MPL_BEGIN, MPL_END)
+    rows = mpl_benchmark(("25M",)).summary_markdown().splitlines()[2:]
+    assert len(rows) == 2 and all(row in block.splitlines() for row in rows)

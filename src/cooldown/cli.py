@@ -653,6 +653,9 @@ def predict_benchmark_mpl(
             "wsd_20000_24000) (repeatable; default both).",
         ),
     ] = None,
+    readme: Annotated[
+        Optional[Path], typer.Option("--readme", help="then rewrite the MPL table in this README")
+    ] = None,
 ) -> None:
     """Fit the law on the MPL paper's own GPU loss curves (25M/100M/400M) and predict the runs
     left out, beside the paper's published errors."""
@@ -666,6 +669,13 @@ def predict_benchmark_mpl(
     paths = result.write(out)
     print(result.summary_markdown())
     print("\n".join(str(p) for p in paths))
+    if readme is not None:
+        from cooldown.predict.mpl_benchmark import readme_text
+        from cooldown.readme_blocks import MPL_BEGIN, MPL_END, replace_block
+
+        print(
+            f"table written into {replace_block(readme, MPL_BEGIN, MPL_END, readme_text(result))}"
+        )
 
 
 # --- export and eval ------------------------------------------------------------------------------

@@ -512,3 +512,15 @@ def mpl_benchmark(
             noise = run_to_run_difference(curves)
             results.append(_evaluate(split, size, fit, test, seconds, noise))
     return MPLBenchmark(law, tuple(results), time.perf_counter() - start)
+
+
+def readme_text(bench: MPLBenchmark) -> str:
+    """The README's MPL block: what was fitted, when, and the summary table."""
+    import datetime
+
+    day = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return (
+        f"Output of `cooldown predict-benchmark mpl` on {day} (law {bench.law}; mean over the "
+        "predicted runs of each run's mean relative error over its whole curve; MAE in "
+        "nats/token):\n\n" + bench.summary_markdown()
+    )

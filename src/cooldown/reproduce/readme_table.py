@@ -1,24 +1,22 @@
 """The README's claims table, written from a reproduction's `claims.json`, never by hand.
 
     cooldown reproduce --readme README.md      # run (or read) the reproduction, then rewrite
-                                               # the table between the two markers below
+                                               # the table between its two marker lines
 
-The table sits between `BEGIN` and `END` in the README. Beside it, the claims it was written from
-are kept in `benchmarks/claims-<preset>.json`, so a test can render them again and check the
-README's table is exactly what this module writes.
+Beside the table, the claims it was written from are kept in `benchmarks/claims-<preset>.json`, so
+a test can render them again and check the README's table is exactly what this module writes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_text
+from cooldown.readme_blocks import block_markers, read_block, replace_block
 
-BEGIN = "<!-- claims-table: written by `cooldown reproduce --readme README.md`; do not edit -->"
-END = "<!-- end claims-table -->"
+BEGIN, END = block_markers("claims-table", "cooldown reproduce --readme README.md")
 
 
 def _minutes(seconds: float) -> str:
@@ -51,25 +49,14 @@ def update_readme(readme: Path, claims_path: Path, keep_dir: Path | None = None)
         claims = json.loads(claims_path.read_text())
     except (OSError, ValueError) as e:
         raise CooldownError(f"{claims_path}: cannot read the claims ({e})") from None
-    try:
-        text = readme.read_text()
-    except OSError as e:
-        raise CooldownError(f"--readme {readme}: cannot read it ({e.strerror})") from None
-    block = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not block.search(text):
-        raise CooldownError(
-            f"--readme {readme}: no claims block to replace (put the two lines {BEGIN!r} and "
-            f"{END!r} where the table belongs)"
-        )
+    body = render_table(claims)[len(BEGIN) + 2 : -len(END) - 2]
+    path = replace_block(readme, BEGIN, END, body)
     keep = Path(keep_dir) if keep_dir is not None else readme.parent / "benchmarks"
     keep.mkdir(parents=True, exist_ok=True)
     atomic_write_text(keep / f"claims-{claims['preset']}.json", json.dumps(claims, indent=1) + "\n")
-    return atomic_write_text(readme, block.sub(lambda _: render_table(claims), text))
+    return path
 
 
 def readme_block(readme_text: str) -> str:
     """The claims block as it stands in a README (markers included)."""
-    m = re.search(re.escape(BEGIN) + ".*?" + re.escape(END), readme_text, re.S)
-    if not m:
-        raise CooldownError("the README has no claims block")
-    return m.group(0)
+    return read_block(readme_text, BEGIN, END)
