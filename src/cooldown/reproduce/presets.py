@@ -84,9 +84,9 @@ class Preset:
 
 
 _TINY_DATA = {"source": "stdlib", "max_bytes": 1_500_000, "val_fraction": 0.1, "vocab_size": 512}
-# The whole embedded corpus (673 files, 11.4 MB of Python 3.11's stdlib): 45% of the documents held
-# out gives ~300 validation documents and ~2.9M training tokens, more than the largest run reads
-# (900 x 1,024 = 0.92M), so no run repeats data.
+# The whole embedded corpus (670 files, 11.4 MB of Python 3.11's stdlib): 45% of the documents held
+# out gives 283 validation documents and 3.0M training tokens, more than the largest run reads
+# (600 x 1,024 = 0.61M), so no run repeats data.
 _CPU_DATA = {"source": "stdlib", "val_fraction": 0.45, "vocab_size": 512}
 
 
