@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -227,7 +228,7 @@ def test_compare_command_writes_the_table_and_the_figure(runs, averaged_run, tmp
             *("--out", str(out), "--bootstrap", "300"),
         ]
     )
-    text = capsys.readouterr().out
+    text = whole_split = capsys.readouterr().out
     assert "paired bootstrap over documents and 2 seed pairs" in text
     assert "nats/token" in text and "\nb " in text
     with (out / "compare.csv").open() as f:
@@ -245,6 +246,13 @@ def test_compare_command_writes_the_table_and_the_figure(runs, averaged_run, tmp
     text = capsys.readouterr().out
     assert "avg@swa" in text and "documents (+-" in text
     assert (averaged / "comparisons" / "vs-avg-swa" / "compare.csv").is_file()
+
+    # --doc-tokens: the first windows of every document only, fewer tokens than the whole split.
+    main([*("compare", str(runs / "a"), str(runs / "b")), "--doc-tokens", "64", "--out", str(out)])
+    capped = capsys.readouterr().out
+    whole = int(re.search(r"\(([\d,]+) tokens per run\)", whole_split).group(1).replace(",", ""))
+    first = int(re.search(r"\(([\d,]+) tokens per run\)", capped).group(1).replace(",", ""))
+    assert first < whole
 
 
 def _one_line_error(capsys, args) -> str:

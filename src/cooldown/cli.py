@@ -612,6 +612,15 @@ def compare_cmd(
         int, typer.Option("--bootstrap", min=1, help="Bootstrap resamples.")
     ] = 2000,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    doc_tokens: Annotated[
+        Optional[int],
+        typer.Option(
+            "--doc-tokens",
+            min=1,
+            help="Score only the first N tokens of every validation document (whole windows; "
+            "for large splits). Default: the whole split.",
+        ),
+    ] = None,
 ) -> None:
     """Paired loss differences between runs on the same validation documents, with 95% intervals."""
     from cooldown.compare import compare_runs
@@ -624,6 +633,7 @@ def compare_cmd(
         out=out,
         n_boot=bootstrap,
         device=device,
+        max_doc_tokens=doc_tokens,
     )
     print(result.text())
     print(result.csv_path)

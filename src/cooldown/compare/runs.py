@@ -208,10 +208,12 @@ def compare_runs(
     level: float = 0.95,
     seed: int = 0,
     device: str = "cpu",
+    max_doc_tokens: int | None = None,
 ) -> Comparison:
     """Evaluate every run's final weights on the shared validation documents, take each run's
     paired difference from the baseline, write compare.csv and compare.png into `out` (default
-    BASELINE/comparisons/vs-...), and return them (see the module docstring)."""
+    BASELINE/comparisons/vs-...), and return them (see the module docstring). `max_doc_tokens`:
+    score only the first windows of every document (see `document_losses`), for large splits."""
     from cooldown.compare.table import write_comparison_csv
     from cooldown.report.compare_plot import plot_differences
 
@@ -238,7 +240,12 @@ def compare_runs(
 
     labels = _unique_labels(specs)
     losses = {
-        label: [document_losses(c.spec.path, c.spec.weights, c.step, device=device) for c in group]
+        label: [
+            document_losses(
+                c.spec.path, c.spec.weights, c.step, device=device, max_doc_tokens=max_doc_tokens
+            )
+            for c in group
+        ]
         for label, group in zip(labels, groups, strict=True)
     }
     base_label = labels[base_index]

@@ -101,7 +101,8 @@ def format_comparison(differences: Sequence[Difference]) -> str:
         lines.append("  ".join([*cells, r[4]]).rstrip())
     if first.n_seeds > 1 and first.n_seeds < 5:
         lines.append(
-            f"note: {first.n_seeds} seed pairs make the seed part of the interval coarse and "
-            "narrow (see cooldown.compare.paired)"
+            f"note: with {first.n_seeds} seed pairs the seed part of the interval is Student's t "
+            f"with {first.n_seeds - 1} degrees of freedom: wide; more seeds narrow it (see "
+            "cooldown.compare.paired)"
         )
     return "\n".join(lines)
