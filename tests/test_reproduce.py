@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -80,7 +81,8 @@ def test_smoke_numbers_are_measured_not_invented(smoke):
         d = x["difference"]
         assert d["n_seeds"] == len(SMOKE.seeds) and d["low"] <= d["high"]
         pooled = sum(x["cooldown"]) / len(x["cooldown"]) - sum(x["cosine"]) / len(x["cosine"])
-        assert d["diff"] == pytest.approx(pooled, abs=0.02)
+        # Every seed is scored on the same tokens: the pooled ratio is the mean of the seeds'.
+        assert d["diff"] == pytest.approx(pooled, abs=1e-9)
     # Every paired run was evaluated on the same validation documents.
     assert len({x["difference"]["n_docs"] for x in a["budgets"]}) == 1
 
@@ -149,6 +151,8 @@ def test_presets_are_named_and_sized():
     assert all(len(s.budgets) == 3 for s in (*SMOKE.scaling, *CPU.scaling))
     with pytest.raises(CooldownError, match="--preset: 'tiny' is not one of smoke, cpu, paper"):
         get_preset("tiny")
+    with pytest.raises(CooldownError, match="lr_grid needs at least two peak LRs"):
+        replace(SMOKE, lr_grid=(1e-2,))
 
 
 def _d(diff, low, high):

@@ -66,21 +66,20 @@ def cache_path(
 
 
 def read_run_manifest(run_dir: Path) -> dict[str, Any]:
-    """manifest.json of a run folder (with config.toml beside it), or one clear error."""
+    """manifest.json of a run folder (through `RunDir`), or one clear error."""
+    from cooldown.run_dir import RunDir
+
     if not run_dir.is_dir():
         raise CooldownError(f"run folder {run_dir} does not exist")
-    if not (run_dir / "config.toml").is_file():
-        raise CooldownError(f"{run_dir} is not a run folder (no config.toml)")
-    path = run_dir / "manifest.json"
-    if not path.is_file():
+    manifest = RunDir(run_dir).require().manifest()
+    if manifest is None:
         raise CooldownError(f"{run_dir} has no manifest.json: the run never started training")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CooldownError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict) or "data_fingerprint" not in manifest:
-        raise CooldownError(f"{path} has no data_fingerprint: not a cooldown run manifest")
-    return manifest
+    data = manifest.as_dict()
+    if not data.get("data_fingerprint"):
+        raise CooldownError(
+            f"{run_dir / 'manifest.json'} has no data_fingerprint: not a cooldown run manifest"
+        )
+    return data
 
 
 def final_step(run_dir: Path, manifest: dict[str, Any]) -> int:
@@ -143,8 +142,8 @@ def document_losses(
     window are left out). Much cheaper on a split of many long documents, and still the same
     tokens for every run, which is all a paired comparison needs."""
     from cooldown.checkpoint import find_checkpoint
-    from cooldown.config import load_run_config
     from cooldown.device import resolve_device, resolve_precision
+    from cooldown.run_dir import RunDir
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise CooldownError(f"batch_size must be a positive integer (got {batch_size!r})")
@@ -154,7 +153,7 @@ def document_losses(
     manifest = read_run_manifest(run_dir)
     step = final_step(run_dir, manifest) if step is None else step
     ckpt = find_checkpoint(run_dir, step)
-    cfg = load_run_config(run_dir / "config.toml")
+    cfg = RunDir(run_dir).config
     dev = resolve_device(device)
     key = {
         "format": CACHE_FORMAT,

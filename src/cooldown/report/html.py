@@ -48,15 +48,28 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
-def _markdown_table(md: str) -> str:
-    """A pipe table (header, rule, rows) as an HTML table."""
-    lines = [x.strip().strip("|").split("|") for x in md.strip().splitlines()]
-    head, rows = lines[0], lines[2:]
+def _real_curves_table(fits: list[dict]) -> str:
+    """One row per fit of the MPL paper's curves: our errors beside its published ones."""
 
-    def row(cells, tag):
-        return "<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in cells) + "</tr>"
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.3f}%"
 
-    return "<table>" + row(head, "th") + "".join(row(r, "td") for r in rows) + "</table>"
+    def nats(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    head = (
+        "<tr><th>fit on</th><th>size</th><th>held-out runs</th><th>mean rel. error</th>"
+        "<th>MPL paper</th><th>MAE (nats/token)</th><th>MPL paper MAE</th>"
+        "<th>two runs of one schedule</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(' + '.join(f['fit_on']))}</td><td>{f['size']}</td>"
+        f"<td>{f['test_runs']}</td><td>{pct(f['mean_rel_error'])}</td>"
+        f"<td>{pct(f['paper_mean_rel_error'])}</td><td>{nats(f['mae'])}</td>"
+        f"<td>{nats(f['paper_mae'])}</td><td>{pct(f['run_to_run'])}</td></tr>"
+        for f in fits
+    )
+    return f"<table>{head}{rows}</table>"
 
 
 def _ablation_section(sid, title, diffs, losses, fig_path, fig_title, seed) -> str:
@@ -406,7 +419,7 @@ def _prediction_sections(preset, res: dict, figs: Path, evaluation) -> list[str]
                 "one WSD cooldown), predicting its held-out runs; its published errors beside "
                 "ours (training loss in nats/token; curves: Luo et al. 2025, MIT)."
             )
-            + _markdown_table(real["table"])
+            + _real_curves_table(real["fits"])
             + _img(Path(real["figure"]), "MPL curves"),
         )
     )

@@ -55,11 +55,8 @@ def plan_compute(p: Preset) -> dict:
     # the reproduction can take (the same LR for both schedules shares the (h) cosine runs).
     lr_cos, lr_con = p.lr_grid[-1], p.lr_grid[0]
     tasks = plan_sweep(p, Path("runs"))
-    tasks += [
-        t
-        for t in plan_tasks(p, Path("runs"), lr_cos, lr_con)
-        if t.key not in {x.key for x in tasks}
-    ]
+    swept = {t.key for t in tasks}
+    tasks += [t for t in plan_tasks(p, Path("runs"), lr_cos, lr_con) if t.key not in swept]
     for t in tasks:
         cfg = RunConfig.model_validate(t.config)
         model = cfg.model.with_vocab(vocab)

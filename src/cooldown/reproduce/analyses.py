@@ -291,4 +291,4 @@ def real_curves(p: Preset, out_dir: Path) -> dict:
         }
         for r in bench.results
     ]
-    return {"fits": fits, "table": bench.summary_markdown(), "figure": str(out_dir / "mpl.png")}
+    return {"fits": fits, "figure": str(out_dir / "mpl.png")}

@@ -72,8 +72,12 @@ class Preset:
     margin: float = 0.01
     # Model sizes of the MPL paper's GPU curves the law is fitted on and checked against.
     real_curve_sizes: tuple[str, ...] = ("25M", "100M", "400M")
-    # Which comparison is the paper's "direction" and how the interval is read: see claims.py.
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # (a) picks each schedule's best LR and (h) checks the law at the others.
+        if len(self.lr_grid) < 2:
+            raise CooldownError(f"preset {self.name}: lr_grid needs at least two peak LRs")
 
     @property
     def lr_sweep_budget(self) -> int:

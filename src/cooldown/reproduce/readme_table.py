@@ -24,8 +24,8 @@ def _minutes(seconds: float) -> str:
     return f"{m} min {s} s" if m else f"{s} s"
 
 
-def render_table(claims: dict) -> str:
-    """The markdown block (markers included) for a claims.json's contents."""
+def render_body(claims: dict) -> str:
+    """The markdown between the claims block's markers, for a claims.json's contents."""
     head = (
         f"Measured {claims['date']} on {claims['machine']}: preset `{claims['preset']}`, "
         f"`cooldown reproduce` wall time {_minutes(claims['wall_s'])}"
@@ -38,7 +38,12 @@ def render_table(claims: dict) -> str:
         verdict = c["verdict"] if c["verdict"] == "held" else f"**{c['verdict']}**"
         cells = [c["takeaway"], verdict, c["measured"]]
         rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    return "\n".join([BEGIN, "", head, "", *rows, "", END])
+    return "\n".join([head, "", *rows])
+
+
+def render_table(claims: dict) -> str:
+    """The whole block, markers included, as `update_readme` writes it."""
+    return f"{BEGIN}\n\n{render_body(claims)}\n\n{END}"
 
 
 def update_readme(readme: Path, claims_path: Path, keep_dir: Path | None = None) -> Path:
@@ -49,8 +54,7 @@ def update_readme(readme: Path, claims_path: Path, keep_dir: Path | None = None)
         claims = json.loads(claims_path.read_text())
     except (OSError, ValueError) as e:
         raise CooldownError(f"{claims_path}: cannot read the claims ({e})") from None
-    body = render_table(claims)[len(BEGIN) + 2 : -len(END) - 2]
-    path = replace_block(readme, BEGIN, END, body)
+    path = replace_block(readme, BEGIN, END, render_body(claims))
     keep = Path(keep_dir) if keep_dir is not None else readme.parent / "benchmarks"
     keep.mkdir(parents=True, exist_ok=True)
     atomic_write_text(keep / f"claims-{claims['preset']}.json", json.dumps(claims, indent=1) + "\n")
