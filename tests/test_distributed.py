@@ -369,7 +369,7 @@ def test_dcp_metadata_that_would_run_code_is_refused(runs, tmp_path):
 
 
 def test_study_runner_starts_torchrun_for_a_node_with_several_processes(tmp_path, monkeypatch):
-    from cooldown.study import runner
+    from cooldown.study import backends
     from cooldown.study.state import node_locked
 
     run_dir = tmp_path / "runs" / "n1"
@@ -386,8 +386,8 @@ def test_study_runner_starts_torchrun_for_a_node_with_several_processes(tmp_path
         def poll(self):
             return self.returncode
 
-    monkeypatch.setattr(runner.subprocess, "Popen", FakeProcess)
-    handle = runner.LocalBackend(tmp_path, threads=4).start("n1")
+    monkeypatch.setattr(backends.subprocess, "Popen", FakeProcess)
+    handle = backends.LocalBackend(tmp_path, threads=4).start("n1")
     assert started["cmd"] == [
         sys.executable,
         *("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
@@ -396,7 +396,7 @@ def test_study_runner_starts_torchrun_for_a_node_with_several_processes(tmp_path
     assert started["cwd"] == tmp_path and started["env"]["OMP_NUM_THREADS"] == "2"
     # The runner holds the node's lock for the ranks: a second start finds the node busy.
     assert node_locked(tmp_path, "n1")
-    assert runner.LocalBackend(tmp_path, threads=4).start("n1").poll().busy
+    assert backends.LocalBackend(tmp_path, threads=4).start("n1").poll().busy
     assert handle.poll() is None
     handle.proc.returncode = 0
     assert handle.poll().ok and not node_locked(tmp_path, "n1")

@@ -156,6 +156,7 @@ def test_ctrl_c_of_a_study_run_releases_its_nodes_and_says_how_to_finish(
     """SIGINT exited 0 with no message; now Interrupted (exit 130 in the CLI)."""
     import tomli_w
 
+    import cooldown.study.engine as engine
     import cooldown.study.runner as runner
     from cooldown.configio import read_toml
     from cooldown.errors import Interrupted
@@ -181,7 +182,7 @@ def test_ctrl_c_of_a_study_run_releases_its_nodes_and_says_how_to_finish(
     sleep, pressed = time.sleep, []
 
     def ctrl_c_once_started(seconds):
-        # runner.time is the time module: Popen.wait's polling sleeps through here too.
+        # engine.time is the time module: Popen.wait's polling sleeps through here too.
         if not pressed and (tmp_path / "study.sqlite").exists():
             with StudyState(tmp_path, create=False) as state:
                 if any(n["state"] == "running" for n in state.nodes()):
@@ -189,7 +190,7 @@ def test_ctrl_c_of_a_study_run_releases_its_nodes_and_says_how_to_finish(
                     raise KeyboardInterrupt
         sleep(seconds)
 
-    monkeypatch.setattr(runner.time, "sleep", ctrl_c_once_started)
+    monkeypatch.setattr(engine.time, "sleep", ctrl_c_once_started)
     with pytest.raises(Interrupted) as info:
         runner.run_study(tmp_path / "study.toml", workers=1, log=lambda line: None)
     assert str(info.value) == (

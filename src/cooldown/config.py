@@ -120,6 +120,13 @@ class TrainConfig(BaseModel):
     eval_interval: int = Field(100, gt=0, description="steps between evaluations")
     eval_batches: int = Field(8, gt=0, description="fixed validation batches per evaluation")
     final_full_eval: bool = Field(True, description="a full validation pass at the end")
+    final_doc_eval_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="after training, per-document losses of the final weights and of each "
+        "average on the first N predicted tokens of every validation document, cached in "
+        "RUN/eval/ for paired comparisons (`cooldown compare --doc-tokens N`)",
+    )
     log_interval: int = Field(10, gt=0, description="steps between metrics.jsonl lines")
     checkpoint_interval: int = Field(200, gt=0, description="steps between checkpoints")
     keep_last: int = Field(2, ge=1, description="rolling checkpoints kept besides permanent ones")

@@ -36,7 +36,13 @@ import torch
 
 from cooldown import __version__
 from cooldown.averaging import WeightAverages, save_window
-from cooldown.checkpoint import apply_keep_policy, latest_checkpoint, save_checkpoint
+from cooldown.checkpoint import (
+    RAW_WEIGHTS,
+    apply_keep_policy,
+    latest_checkpoint,
+    save_checkpoint,
+)
+from cooldown.compare.doc_losses import document_losses
 from cooldown.config import RunConfig
 from cooldown.data import TokenData, ensure_prepared, validation_batches
 from cooldown.data.mixture import open_train_sampler
@@ -159,11 +165,27 @@ def train(cfg: RunConfig, run_dir: str | Path, *, allow_data_change: bool = Fals
                 owned.enter_context(collective_failure(ctx.rank))
             ctx.on_main(lambda: owned.enter_context(run_lock(run_dir)))
             try:
-                return _train(cfg, run_dir, ctx, progress, allow_data_change)
+                result = _train(cfg, run_dir, ctx, progress, allow_data_change)
+                if tc.final_doc_eval_tokens:
+                    ctx.on_main(lambda: _document_evaluation(cfg, run_dir))
+                return result
             except KeyboardInterrupt:
                 raise _interrupted(run_dir, progress, ctx) from None
     finally:
         ctx.close()
+
+
+def _document_evaluation(cfg: RunConfig, run_dir: Path) -> None:
+    """`train.final_doc_eval_tokens`: the per-document losses paired comparisons read, computed
+    once per weight set (a finished run called again, e.g. after a kill between its manifest and
+    this, only computes what its cache lacks)."""
+    for weights in (RAW_WEIGHTS, *cfg.averaging.names):
+        document_losses(
+            run_dir,
+            weights,
+            device=cfg.train.device,
+            max_doc_tokens=cfg.train.final_doc_eval_tokens,
+        )
 
 
 @dataclass

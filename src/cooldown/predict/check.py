@@ -19,7 +19,7 @@ from cooldown.predict.curves import read_run_curve
 from cooldown.predict.search import ScheduleCandidate
 from cooldown.run_dir import CONFIG_FILE, RunDir
 
-__all__ = ["SearchCheck", "run_candidate"]
+__all__ = ["SearchCheck", "candidate_config", "check_candidate", "run_candidate"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,29 @@ class SearchCheck:
         )
 
 
+def candidate_config(
+    candidate: ScheduleCandidate, template: RunConfig, peak_lr: Optional[float] = None
+) -> RunConfig:
+    """The run that checks `candidate`: `template`'s model, data, optimizer and training settings,
+    from scratch, with the candidate's schedule (at `peak_lr` when given)."""
+    base = template.model_dump(mode="json", exclude_none=True)
+    base.pop("parent", None)  # from scratch: the schedule below starts at step 0
+    base["schedule"] = candidate.schedule.to_config()
+    if peak_lr is not None:
+        base["optim"]["lr"] = peak_lr
+    base["train"]["permanent_steps"] = []
+    base["train"]["branch_tokens"] = []
+    return RunConfig.model_validate(base)
+
+
+def check_candidate(
+    candidate: ScheduleCandidate, run_dir: str | Path, loss: str = "val_loss"
+) -> SearchCheck:
+    """The finished check run's last logged `loss` against the candidate's prediction."""
+    curve = read_run_curve(run_dir, loss)
+    return SearchCheck(Path(run_dir), candidate.final_loss, float(curve.losses[-1]), loss)
+
+
 def run_candidate(
     candidate: ScheduleCandidate,
     template_run: str | Path,
@@ -51,7 +74,7 @@ def run_candidate(
 ) -> SearchCheck:
     """Train `candidate.schedule` into `out` with `template_run`'s config (from scratch), and
     compare its last logged `loss` with the prediction. Rerunning resumes the same run."""
-    from cooldown.train import train
+    from cooldown.train import train  # torch: only this command trains
 
     template = RunDir(template_run)
     if not template.exists():
@@ -59,13 +82,5 @@ def run_candidate(
             f"--run-best: the first fitted input {template_run} is not a run folder (no "
             f"{CONFIG_FILE}); the best schedule is trained with that run's settings"
         )
-    base = template.config.model_dump(mode="json", exclude_none=True)
-    base.pop("parent", None)  # from scratch: the schedule below starts at step 0
-    base["schedule"] = candidate.schedule.to_config()
-    if peak_lr is not None:
-        base["optim"]["lr"] = peak_lr
-    base["train"]["permanent_steps"] = []
-    base["train"]["branch_tokens"] = []
-    train(RunConfig.model_validate(base), Path(out))
-    curve = read_run_curve(out, loss)
-    return SearchCheck(Path(out), candidate.final_loss, float(curve.losses[-1]), loss)
+    train(candidate_config(candidate, template.config, peak_lr), Path(out))
+    return check_candidate(candidate, out, loss)

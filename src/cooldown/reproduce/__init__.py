@@ -6,8 +6,8 @@
 Resumable: every run is a run folder under OUT/runs that `train` resumes; the collected numbers
 are cached in OUT/results.json (atomically), so a rerun of a finished reproduction only reads them.
 
-Runs train in spawned worker processes: a script that calls `reproduce` must do so under
-`if __name__ == "__main__":` (the `cooldown` command and `python -m cooldown` do).
+Runs are trained by the study engine (`cooldown.reproduce.plan.run_tasks`), one process per run,
+with its state in OUT/study.sqlite: the kill-and-resume story of `cooldown study run`.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def plan_compute(p: Preset) -> dict:
     # Before the sweep the chosen LRs are unknown: plan with two different ones, the most runs
     # the reproduction can take (the same LR for both schedules shares the (h) cosine runs).
     lr_cos, lr_con = p.lr_grid[-1], p.lr_grid[0]
-    tasks = plan_sweep(p, Path("runs"))
+    tasks = plan_sweep(p)
     swept = {t.key for t in tasks}
-    tasks += [t for t in plan_tasks(p, Path("runs"), lr_cos, lr_con) if t.key not in swept]
+    tasks += [t for t in plan_tasks(p, lr_cos, lr_con) if t.key not in swept]
     for t in tasks:
         cfg = RunConfig.model_validate(t.config)
         model = cfg.model.with_vocab(vocab)
@@ -98,7 +98,9 @@ def reproduce(
     t0 = time.perf_counter()
     p = get_preset(preset)
     if data_cache is not None:
-        p = Preset(**{**p.__dict__, "data": {**p.data, "cache_dir": data_cache}})
+        # Absolute: the runs' processes work in the reproduction's folder.
+        cache = str(Path(data_cache).expanduser().resolve())
+        p = Preset(**{**p.__dict__, "data": {**p.data, "cache_dir": cache}})
     out = Path(out if out is not None else f"out/reproduce-{p.name}")
     plan = plan_compute(p)
     log(f"cooldown reproduce --preset {p.name} -> {out}")
@@ -148,17 +150,17 @@ def reproduce(
     resumed = runs.is_dir()
     _prepare_data(p)
     ev = Evidence(p, runs)
-    sweep = plan_sweep(p, runs)
+    sweep = plan_sweep(p)
     log(
         f"  (a) LR sweep at {p.lr_sweep_budget} steps, cosine and constant + "
         f"{p.cooldown_frac:.0%} cooldown at peak LRs {', '.join(f'{x:g}' for x in p.lr_grid)}"
     )
-    run_tasks(sweep, runs, p, log)
+    run_tasks(sweep, out, p, log)
     lrs = best_lrs(p, ev)
     log(f"  best peak LR: cosine {lrs['best_cosine']:g}, constant {lrs['best_constant']:g}")
-    tasks = plan_tasks(p, runs, lrs["best_cosine"], lrs["best_constant"])
+    tasks = plan_tasks(p, lrs["best_cosine"], lrs["best_constant"])
     log(f"  experiments (a)-(h) at those LRs: {len(tasks)} runs")
-    run_tasks(tasks, runs, p, log)
+    run_tasks(tasks, out, p, log)
     log("  collecting results; (f) interpolation, (g) Chinchilla fits, (h) loss prediction")
     res = collect(p, runs, ev, lrs)
     res["f"] = interpolation(p, runs, out / "interpolation", lrs)
@@ -168,11 +170,11 @@ def reproduce(
     res["g_fits"] = scaling_fits(p, g["points"] + res["g_predicted"]["points"])
     h = prediction(p, runs, lrs)
     evaluation = h.pop("_evaluation")
-    top, winner_config = search_winner(p, evaluation.fit, lrs["best_constant"])
+    top, winner_config, winner_candidate = search_winner(p, evaluation.fit, lrs["best_constant"])
     log(f"  (h) the law's best cooldown for {p.budgets[-1]} steps: {winner_key(top)}; running it")
     winner = Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])
-    run_tasks([winner], runs, p, log)
-    h["search"] = check_winner(p, runs, top, lrs)
+    run_tasks([winner], out, p, log)
+    h["search"] = check_winner(p, runs, top, lrs, winner_candidate)
     res["h"] = h
     log("  (h) on real GPU curves: the law on the Multi-Power Law paper's runs")
     res["real_curves"] = real_curves(p, out / "mpl")

@@ -6,6 +6,7 @@ best, checked by running it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,10 +148,13 @@ def prediction(p: Preset, runs_root: Path, lrs: dict) -> dict:
 # --- (h) the schedule search, checked by running its winner -----------------------------------
 
 
-def search_winner(p: Preset, fit, lr_con: float) -> tuple[list[dict], dict]:
+def search_winner(p: Preset, fit, lr_con: float) -> tuple[list[dict], dict, Any]:
     """The fitted law's best cooldown for the largest budget (at the constant run's peak LR):
-    the ranked top candidates, and the run config that checks the winner."""
+    the ranked top candidates, the run config that checks the winner (`cooldown predict
+    --search --run-best`'s, with the constant run's settings), and the winner itself."""
+    from cooldown.config import RunConfig
     from cooldown.predict import search_cooldown
+    from cooldown.predict.check import candidate_config
     from cooldown.reproduce.plan import constant_config
 
     big = p.budgets[-1]
@@ -165,9 +169,11 @@ def search_winner(p: Preset, fit, lr_con: float) -> tuple[list[dict], dict]:
         }
         for c in ranked[:5]
     ]
-    cfg = constant_config(p, big, lr=lr_con, branch_at=[], seed=p.seeds[0])
-    cfg["schedule"] = ranked[0].schedule.to_config()
-    return top, cfg
+    template = RunConfig.model_validate(
+        constant_config(p, big, lr=lr_con, branch_at=[], seed=p.seeds[0])
+    )
+    cfg = candidate_config(ranked[0], template).model_dump(mode="json", exclude_none=True)
+    return top, cfg, ranked[0]
 
 
 def winner_key(top: list[dict]) -> str:
@@ -175,24 +181,23 @@ def winner_key(top: list[dict]) -> str:
     return f"h/search-winner-{w['shape']}-s{w['cooldown_start']}-k{w['cooldown_steps']}"
 
 
-def check_winner(p: Preset, runs_root: Path, top: list[dict], lrs: dict) -> dict:
+def check_winner(p: Preset, runs_root: Path, top: list[dict], lrs: dict, winner) -> dict:
     """The winner as run: its measured final val_loss (the logged evaluation, the quantity the
     law was fitted on) against its prediction and against the default cooldown's measurement."""
-    from cooldown.predict.curves import read_run_curve
+    from cooldown.predict.check import check_candidate
 
-    curve = read_run_curve(runs_root / winner_key(top))
-    measured = float(curve.losses[-1])
+    check = check_candidate(winner, runs_root / winner_key(top))
     default_name = f"{p.main_shape} {p.cooldown_frac:.0%} at {p.budgets[-1]}"
     default = _logged_final(runs_root, p, lrs)
     return {
         "top": top,
         "run": winner_key(top),
-        "predicted": top[0]["predicted"],
-        "measured": measured,
-        "relative_error": (top[0]["predicted"] - measured) / measured,
+        "predicted": check.predicted,
+        "measured": check.measured,
+        "relative_error": check.relative_error,
         "default": default_name,
         "default_measured": default,
-        "gain_over_default": default - measured,
+        "gain_over_default": default - check.measured,
     }
 
 

@@ -1,7 +1,7 @@
 """The paper's experiments (a)-(h) in miniature: which runs each needs, and what it measured.
 
 `plan_sweep` lists the LR sweep that comes first; `best_lrs` reads it; `plan_tasks(preset,
-runs_root, lr_cos, lr_con)` then lists every other run (cosine baselines, constant runs, their
+lr_cos, lr_con)` then lists every other run (cosine baselines, constant runs, their
 cooldown branches, schedule-free runs, the scaling sweep) at those LRs; `collect` reads the
 finished runs and returns one JSON-ready dict per experiment, with the numbers and the paired
 differences the claims are judged on. Losses are the final weights' loss on the paired validation
@@ -17,6 +17,7 @@ from cooldown.flops import training_flops
 from cooldown.model_sizes import param_count
 from cooldown.reproduce.evidence import Evidence
 from cooldown.reproduce.plan import (
+    RUNS,
     Task,
     branch_config,
     constant_config,
@@ -53,16 +54,16 @@ def sf_key(betas: tuple[float, float], lr: float) -> str:
     return f"e/schedule-free-b{betas[0]}-{betas[1]}-lr{lr:g}"
 
 
-def _add_branches(tasks: list[Task], parent: Task, points, experiment: str, runs_root: Path):
+def _add_branches(tasks: list[Task], parent: Task, points, experiment: str):
     for step, k, shape in points:
         key = _branch_key(parent.key, step, k, shape)
         if any(t.key == key for t in tasks):
             continue
-        cfg = branch_config(parent.config, runs_root / parent.key, step, k, shape)
+        cfg = branch_config(parent.config, RUNS / parent.key, step, k, shape)
         tasks.append(Task(key, experiment, cfg, parent.key, k, [parent.key]))
 
 
-def plan_sweep(p: Preset, runs_root: Path) -> list[Task]:
+def plan_sweep(p: Preset) -> list[Task]:
     """The LR sweep of (a): at `p.lr_sweep_budget`, one cosine run and one constant run with its
     20% cooldown per LR of `p.lr_grid` (first seed). The cosine runs are named like the main runs,
     so the best one is reused by (a)."""
@@ -80,7 +81,7 @@ def plan_sweep(p: Preset, runs_root: Path) -> list[Task]:
             steps=start,
         )
         tasks.append(trunk)
-        _add_branches(tasks, trunk, [(start, b - start, p.main_shape)], "a-sweep", runs_root)
+        _add_branches(tasks, trunk, [(start, b - start, p.main_shape)], "a-sweep")
     return tasks
 
 
@@ -90,7 +91,7 @@ def sweep_branch_key(p: Preset, lr: float) -> str:
     return _branch_key(sweep_trunk_key(lr), start, b - start, p.main_shape)
 
 
-def plan_tasks(p: Preset, runs_root: Path, lr_cos: float, lr_con: float) -> list[Task]:
+def plan_tasks(p: Preset, lr_cos: float, lr_con: float) -> list[Task]:
     """Every run of (a)-(h) at the LRs the sweep chose (cosine `lr_cos`, constant `lr_con`)."""
     tasks: list[Task] = []
     big, mid, s0 = p.budgets[-1], p.budgets[len(p.budgets) // 2], p.seeds[0]
@@ -122,7 +123,7 @@ def plan_tasks(p: Preset, runs_root: Path, lr_cos: float, lr_con: float) -> list
             steps=big,
         )
         add(const)
-        _add_branches(tasks, const, points, "a-c", runs_root)
+        _add_branches(tasks, const, points, "a-c")
 
     # (h): cosine runs at the constant run's peak LR, the LR a law fitted on that run knows
     # (the same folders as (a)'s when the sweep chose one LR for both).
@@ -160,8 +161,7 @@ def plan_tasks(p: Preset, runs_root: Path, lr_cos: float, lr_con: float) -> list
         const.config["train"].update(train)
         add(const)
         _add_branches(
-            tasks, const, [(s, b - s, p.scaling_shape) for s, b in points], "g", runs_root
-        )
+            tasks, const, [(s, b - s, p.scaling_shape) for s, b in points], "g")
     return tasks
 
 

@@ -1,26 +1,34 @@
-"""The runs of a reproduction as a small dependency graph, and a pool that trains them.
+"""The runs of a reproduction: their configs, and the study engine that trains them.
 
-Every run is a run folder that `cooldown.train.train` resumes, so the graph needs no state of its
-own: a killed reproduction rerun finds finished runs complete (train returns at once) and
-continues interrupted ones from their last checkpoint. A branch waits for its parent run. On CPU
-two single-threaded workers train two tiny models at once, which on 2 cores is nearly twice the
-throughput of one two-threaded run.
+Every run is a node of the study engine (`cooldown.study.engine`) in the reproduction's folder:
+`OUT/runs/KEY` trained by `python -m cooldown.study OUT KEY`, its state in `OUT/study.sqlite`.
+So a reproduction has the study's kill-and-resume story: a rerun records finished runs without
+training them, resumes interrupted ones from their last checkpoint, and starts a branch as soon
+as its parent's checkpoint at the branch step exists. On CPU two single-threaded processes train
+two tiny models at once, which on 2 cores is nearly twice the throughput of one two-threaded run.
+Each run ends with its paired evaluation (`train.final_doc_eval_tokens`, see
+`cooldown.reproduce.evidence`), computed in its own process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
+from cooldown.branch import make_branch_config
+from cooldown.config import RunConfig
+from cooldown.configio import to_toml
 from cooldown.errors import CooldownError
+from cooldown.fileio import atomic_write_text
 from cooldown.reproduce.presets import Preset
-from cooldown.run_dir import RunDir
+from cooldown.study.backends import LocalBackend
+from cooldown.study.engine import execute
+from cooldown.study.run_dirs import node_run
+
+# Run folders are planned relative to the reproduction's folder, where the engine's processes run.
+RUNS = Path("runs")
 
 
 @dataclass
@@ -54,6 +62,7 @@ def base_config(p: Preset, *, model: dict | None = None, seed: int = 0) -> dict:
             # training (`cooldown.reproduce.evidence`); a full pass over ~300 documents would
             # cost more than a small run's training.
             "final_full_eval": False,
+            "final_doc_eval_tokens": p.val_doc_tokens,
         },
     }
 
@@ -91,9 +100,6 @@ def _averaging(p: Preset) -> dict:
 
 
 def branch_config(parent: dict, parent_dir: Path, step: int, cooldown_steps: int, shape: str):
-    from cooldown.branch import make_branch_config
-    from cooldown.config import RunConfig
-
     cfg = make_branch_config(
         RunConfig.model_validate(parent),
         parent_dir,
@@ -101,93 +107,59 @@ def branch_config(parent: dict, parent_dir: Path, step: int, cooldown_steps: int
         cooldown_steps=cooldown_steps,
         shape=shape,
     ).model_dump(mode="json", exclude_none=True)
+    # Relative to the reproduction's folder, where the runs' processes start (as a study's
+    # branches name their trunks): the folder can be moved.
+    cfg["parent"]["run_dir"] = str(parent_dir)
     # The last weights are kept: (f) interpolates to them.
     cfg["train"]["permanent_steps"] = [step + cooldown_steps]
     return cfg
 
 
-def is_complete(run_dir: Path) -> bool:
-    """A finished run (a damaged manifest counts as unfinished: training it again says why)."""
-    try:
-        return RunDir(run_dir).is_complete()
-    except CooldownError:
-        return False
+def _node(t: Task, parents: set[str]) -> dict:
+    """A task as a study-engine node; its definition is its whole config."""
+    cfg = RunConfig.model_validate(t.config)
+    model = t.config["model"]
+    return {
+        "id": t.key,
+        "kind": "branch" if t.parent else "run",
+        "method": "constant" if t.key in parents else t.experiment,  # trunks are claimed first
+        "size": model.get("preset") or f"{model.get('n_layers')}x{model.get('d_model')}",
+        "parent": t.parent,
+        "parent_step": cfg.parent.step if cfg.parent is not None else None,
+        "steps": t.steps,
+        "total_steps": cfg.total_steps,
+        "definition": t.config,
+    }
 
 
-def _init_worker() -> None:
-    import torch
+def run_tasks(tasks: list[Task], out: Path, p: Preset, log: Callable[[str], None] = print) -> None:
+    """Train every task not yet done in `out` (parents before their branches, `p.workers` at a
+    time); a run that fails stops the reproduction with its error once the others have ended."""
+    by_key = {t.key: t for t in tasks}
+    parents = {t.parent for t in tasks if t.parent}
+    log(f"  training {len(tasks)} run(s) with {p.workers} worker(s)")
 
-    torch.set_num_threads(1)
-    # A killed reproduction must not leave a worker training on: the rerun would train the same
-    # run folder at the same time. The worker exits as soon as its parent is gone.
-    parent = os.getppid()
+    def prepare(key: str) -> None:
+        run = node_run(out, key)
+        if not run.exists():
+            atomic_write_text(run.config_path, to_toml(RunConfig.model_validate(by_key[key].config)))
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _train(config: dict, run_dir: str, p: Preset) -> float:
-    """Train one run, then evaluate its final weights (and each average it keeps) on the paired
-    validation tokens; returns the weights' loss there."""
-    from cooldown.config import RunConfig
-    from cooldown.reproduce.evidence import evaluate_run
-    from cooldown.train import train
-
-    cfg = RunConfig.model_validate(config)
-    # The trainer's own status lines would bury the progress lines of the reproduction; warnings
-    # go to stderr and still show.
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        train(cfg, run_dir)
-    for weights in cfg.averaging.names:
-        evaluate_run(p, Path(run_dir), weights)
-    return float(evaluate_run(p, Path(run_dir)).mean)
-
-
-def run_tasks(tasks: list[Task], runs_root: Path, p: Preset, log=print) -> None:
-    """Train every task not yet complete, parents before their branches, `workers` at a time."""
-    todo = {t.key: t for t in tasks if not is_complete(runs_root / t.key)}
-    if not todo:
-        return
-    total, done = len(todo), 0
-    workers = p.workers
-    log(f"  training {total} run(s) with {workers} worker(s)")
-    if workers <= 1:
-        for t in _ordered(todo):
-            t0 = time.perf_counter()
-            loss = _train(t.config, str(runs_root / t.key), p)
-            done += 1
-            log(_line(done, total, t, loss, time.perf_counter() - t0))
-        return
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    ctx = get_context("spawn")
-    running: dict = {}
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        while todo or running:
-            for t in _ordered(todo):
-                if len(running) >= workers:
-                    break
-                if any(d in todo or d in {r.key for r, _ in running.values()} for d in t.deps):
-                    continue
-                fut = pool.submit(_train, t.config, str(runs_root / t.key), p)
-                running[fut] = (t, time.perf_counter())
-                del todo[t.key]
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                t, t0 = running.pop(fut)
-                loss = fut.result()  # a failed run stops the reproduction with its own error
-                done += 1
-                log(_line(done, total, t, loss, time.perf_counter() - t0))
-
-
-def _ordered(todo: dict[str, Task]) -> list[Task]:
-    # Long runs first: the constant runs gate every branch.
-    return sorted(todo.values(), key=lambda t: (-t.steps, t.key))
-
-
-def _line(done: int, total: int, t: Task, loss, seconds: float) -> str:
-    val = f"val loss {loss:.4f} nats/token" if loss is not None else "done"
-    return f"  [{done}/{total}] ({t.experiment}) {t.key}: {val} ({seconds:.0f} s)"
+    threads = max(1, (os.cpu_count() or 1) // p.workers)
+    out = out.resolve()  # the runs' processes start in it
+    report = execute(
+        out,
+        [_node(t, parents) for t in tasks],
+        prepare,
+        LocalBackend(out, threads),
+        workers=p.workers,
+        what="reproduction",
+        source="the reproduction's plan",
+        log=lambda line: log(f"  {line}"),
+    )
+    if report.failed:
+        node, error = next(iter(report.failed.items()))
+        raise CooldownError(
+            f"run {node} of the reproduction failed: {error}"
+            + (f" ({len(report.failed) - 1} more failed)" if len(report.failed) > 1 else "")
+            + "; rerun the same command to retry (runs resume from their last checkpoints)"
+        )

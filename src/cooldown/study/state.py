@@ -226,9 +226,10 @@ class StudyState:
 
     # --- the graph --------------------------------------------------------------------------------
 
-    def sync_nodes(self, nodes: list[dict[str, Any]]) -> list[str]:
+    def sync_nodes(self, nodes: list[dict[str, Any]], source: str = "study.toml") -> list[str]:
         """Record the plan's nodes; returns the ids added. A recorded node whose definition
-        differs is an error (its run folder holds other work); nothing is overwritten."""
+        differs is an error naming `source`, what defines the nodes (its run folder holds other
+        work); nothing is overwritten."""
         added = []
         with self.transaction():
             recorded = {
@@ -246,8 +247,8 @@ class StudyState:
                             if old.get(k) != n["definition"].get(k)
                         )
                         raise CooldownError(
-                            f"study.toml changed node {n['id']} ({', '.join(keys)} differ from "
-                            f"{self.path}); restore the study.toml or use a new study folder"
+                            f"{source} changed node {n['id']} ({', '.join(keys)} differ from "
+                            f"{self.path}); restore the {source} or use a new folder"
                         )
                     continue
                 self.db.execute(
