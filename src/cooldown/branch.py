@@ -32,6 +32,7 @@ from cooldown.configio import validate
 from cooldown.data.mixture import MixtureComponent
 from cooldown.decay_shapes import canonical_shape
 from cooldown.errors import CooldownError
+from cooldown.run_dir import CONFIG_FILE
 from cooldown.schedule_specs import label, schedule_from_config
 
 __all__ = ["branch", "branch_dir_name", "make_branch_config", "steps_for_tokens"]
@@ -181,9 +182,9 @@ def branch(
     from cooldown.train import train
 
     parent_dir = Path(parent_run_dir)
-    if not (parent_dir / "config.toml").is_file():
+    if not (parent_dir / CONFIG_FILE).is_file():
         raise CooldownError(f"{parent_dir} is not a run folder (config.toml is missing)")
-    parent_cfg = load_run_config(parent_dir / "config.toml")
+    parent_cfg = load_run_config(parent_dir / CONFIG_FILE)
     at_steps = [*at_steps, *steps_for_tokens(parent_cfg, at_tokens or [])]
     if not at_steps:
         raise CooldownError("--at: give at least one branch step (or --at-tokens)")

@@ -50,6 +50,7 @@ from cooldown.distributed import DistContext
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_json, atomic_write_text
 from cooldown.flops import training_flops_per_step
+from cooldown.run_dir import CONFIG_FILE
 from cooldown.sharded_checkpoint import OPTIMIZER_VALUES, load_sharded_training_state
 
 
@@ -70,7 +71,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Whether `run_dir` can take `cfg`, writing nothing: {"fresh": True} for a folder without a
     config.toml, {"extension": {...}} when this call extends a constant run, else {}. A folder
     holding another config is an error."""
-    path = run_dir / "config.toml"
+    path = run_dir / CONFIG_FILE
     if not path.exists():
         return {"fresh": True}
     existing = load_run_config(path)
@@ -91,7 +92,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 def write_run_config(cfg: RunConfig, run_dir: Path, check: dict[str, Any]) -> None:
     """Write config.toml as `check_run_dir` found it needed, once the run can start."""
-    path = run_dir / "config.toml"
+    path = run_dir / CONFIG_FILE
     if check.get("fresh"):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, to_toml(cfg))
@@ -159,7 +160,7 @@ def kept_steps(cfg: RunConfig, run_dir: Path, extension: dict[str, int] | None =
 
 def load_parent_config(cfg: RunConfig) -> RunConfig:
     assert cfg.parent is not None
-    path = Path(cfg.parent.run_dir) / "config.toml"
+    path = Path(cfg.parent.run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CooldownError(
             f"parent.run_dir: {cfg.parent.run_dir} is not a run folder (config.toml is missing)"

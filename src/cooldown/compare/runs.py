@@ -35,6 +35,7 @@ from cooldown.compare.doc_losses import (
 )
 from cooldown.compare.paired import Difference, paired_difference
 from cooldown.errors import CooldownError
+from cooldown.run_dir import CONFIG_FILE
 
 __all__ = ["Comparison", "RunSpec", "compare_runs", "parse_run", "parse_seeds"]
 
@@ -140,7 +141,7 @@ def _check_run(spec: RunSpec) -> _Checked:
             f"{spec.path}: its final checkpoint (step {step}) holds no {spec.weights!r} weights; "
             f"it has: {', '.join(have)}"
         )
-    cfg = load_run_config(spec.path / "config.toml")
+    cfg = load_run_config(spec.path / CONFIG_FILE)
     return _Checked(spec, manifest, step, cfg.train.seq_len, cfg.train.seed)
 
 

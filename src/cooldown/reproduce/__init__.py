@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_json, atomic_write_text
@@ -93,8 +94,6 @@ def reproduce(
     log: Callable[[str], None] = print,
 ) -> ReproduceResult:
     """Run (or resume, or just read) the reproduction `preset` into `out` (see module docstring)."""
-    from cooldown.flops import format_flops
-
     t0 = time.perf_counter()
     p = get_preset(preset)
     if data_cache is not None:
@@ -103,34 +102,55 @@ def reproduce(
         p = Preset(**{**p.__dict__, "data": {**p.data, "cache_dir": cache}})
     out = Path(out if out is not None else f"out/reproduce-{p.name}")
     plan = plan_compute(p)
+    _announce(p, out, plan, log)
+    cached = out / "results.json"
+    if cached.is_file():
+        stored = json.loads(cached.read_text())
+        if stored.get("preset") == p.name and stored.get("format") == RESULTS_FORMAT:
+            log("  all experiments already done: reading results.json")
+            report = _write_outputs(p, out, stored, None, log)
+            return _finish(out, stored["claims"], report, t0, log)
+        log("  results.json is from another preset or cooldown version: analysing again")
+    resumed = (out / "runs").is_dir()
+    res, evaluation = _experiments(p, out, log)
+    res["preset"] = p.name
+    res["format"] = RESULTS_FORMAT
+    res["compute_plan"] = plan
+    res["provenance"] = _provenance(t0, resumed=resumed)
+    report = _write_outputs(p, out, res, evaluation, log)
+    atomic_write_json(cached, res)
+    return _finish(out, res["claims"], report, t0, log)
+
+
+def _announce(p: Preset, out: Path, plan: dict, log: Callable[[str], None]) -> None:
+    """The planned compute; for the paper preset its GPU-hours, or what this machine lacks."""
+    from cooldown.flops import format_flops
+
     log(f"cooldown reproduce --preset {p.name} -> {out}")
     log(
         f"  planned compute: {format_flops(plan['total_flops'], 'chinchilla')} "
         f"({', '.join(f'{k} {v:.3g}' for k, v in plan['by_experiment'].items())} FLOPs, "
         "chinchilla convention)"
     )
-    if p.name == "paper":
-        log(
-            f"  about {plan['device_hours']:,.0f} GPU-hours at an assumed "
-            f"{ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s sustained (bf16 H100 at 40% MFU)"
+    if p.name != "paper":
+        return
+    log(
+        f"  about {plan['device_hours']:,.0f} GPU-hours at an assumed "
+        f"{ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s sustained (bf16 H100 at 40% MFU)"
+    )
+    missing = _paper_missing(p)
+    if missing:
+        raise CooldownError(
+            "--preset paper: cannot run here: missing "
+            + "; ".join(missing)
+            + f"; it also needs {p.data['source']} (prepared with `cooldown data prepare`)"
         )
-        missing = _paper_missing(p)
-        if missing:
-            raise CooldownError(
-                "--preset paper: cannot run here: missing "
-                + "; ".join(missing)
-                + f"; it also needs {p.data['source']} (prepared with `cooldown data prepare`)"
-            )
-    cached = out / "results.json"
-    if cached.is_file():
-        stored = json.loads(cached.read_text())
-        if stored.get("preset") == p.name and stored.get("format") == RESULTS_FORMAT:
-            log("  all experiments already done: reading results.json")
-            res = stored
-            report = _write_outputs(p, out, res, None, log)
-            return _finish(out, res["claims"], report, t0, log)
-        log("  results.json is from another preset or cooldown version: analysing again")
 
+
+def _experiments(p: Preset, out: Path, log: Callable[[str], None]) -> tuple[dict, Any]:
+    """Train what is not yet trained (the LR sweep, then every experiment at the chosen LRs,
+    then the law's searched cooldown), analyse, and judge the claims; the results and the (h)
+    evaluation the report draws."""
     from cooldown.reproduce.analyses import (
         check_winner,
         interpolation,
@@ -147,15 +167,13 @@ def reproduce(
     from cooldown.reproduce.plan import Task, run_tasks
 
     runs = out / "runs"
-    resumed = runs.is_dir()
     _prepare_data(p)
     ev = Evidence(p, runs)
-    sweep = plan_sweep(p)
     log(
         f"  (a) LR sweep at {p.lr_sweep_budget} steps, cosine and constant + "
         f"{p.cooldown_frac:.0%} cooldown at peak LRs {', '.join(f'{x:g}' for x in p.lr_grid)}"
     )
-    run_tasks(sweep, out, p, log)
+    run_tasks(plan_sweep(p), out, p, log)
     lrs = best_lrs(p, ev)
     log(f"  best peak LR: cosine {lrs['best_cosine']:g}, constant {lrs['best_constant']:g}")
     tasks = plan_tasks(p, lrs["best_cosine"], lrs["best_constant"])
@@ -170,22 +188,15 @@ def reproduce(
     res["g_fits"] = scaling_fits(p, g["points"] + res["g_predicted"]["points"])
     h = prediction(p, runs, lrs)
     evaluation = h.pop("_evaluation")
-    top, winner_config, winner_candidate = search_winner(p, evaluation.fit, lrs["best_constant"])
+    top, winner_config, winner = search_winner(p, evaluation.fit, lrs["best_constant"])
     log(f"  (h) the law's best cooldown for {p.budgets[-1]} steps: {winner_key(top)}; running it")
-    winner = Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])
-    run_tasks([winner], out, p, log)
-    h["search"] = check_winner(p, runs, top, lrs, winner_candidate)
+    run_tasks([Task(winner_key(top), "h", winner_config, steps=p.budgets[-1])], out, p, log)
+    h["search"] = check_winner(p, runs, top, lrs, winner)
     res["h"] = h
     log("  (h) on real GPU curves: the law on the Multi-Power Law paper's runs")
     res["real_curves"] = real_curves(p, out / "mpl")
     res["claims"] = check_claims(res, p)
-    res["preset"] = p.name
-    res["format"] = RESULTS_FORMAT
-    res["compute_plan"] = plan
-    res["provenance"] = _provenance(t0, resumed=resumed)
-    report = _write_outputs(p, out, res, evaluation, log)
-    atomic_write_json(cached, res)
-    return _finish(out, res["claims"], report, t0, log)
+    return res, evaluation
 
 
 def _provenance(t0: float, resumed: bool) -> dict:

@@ -228,14 +228,16 @@ def relative_errors(rows: list[dict]) -> np.ndarray:
 
 
 def predicted_scaling(p: Preset, runs_root: Path, g: dict, ev: Evidence, lrs: dict) -> dict:
-    """The `cooldown-predicted` method on the (g) sweep: per size, the trunk and only the largest
-    budget's branch are run; the smaller budgets' losses are what the Multi-Power law fitted on
-    those two curves predicts for their branches. The law is fitted on the logged val_loss, the
-    points are full validation passes: a prediction is scaled by the ratio of the two measured at
-    the run branch's last step. Compute counts only what ran (chinchilla FLOPs)."""
-    from cooldown.predict import fit_law, predict
+    """The study's `cooldown-predicted` method (`cooldown.study.predicted_points`) on the (g)
+    sweep: per size, the trunk and only the largest budget's branch are run; the smaller budgets'
+    losses are what the Multi-Power law fitted on those two curves predicts for their branches.
+    The law is fitted on the logged val_loss and the points are paired-evaluation losses, so a
+    prediction is calibrated by the ratio of the two measured at the run branch's last step (the
+    study calibrates to its full validation pass the same way). Compute counts only what ran
+    (chinchilla FLOPs)."""
+    from cooldown.predict import fit_law
     from cooldown.predict.curves import read_run_curve
-    from cooldown.schedules import branch_of
+    from cooldown.study.predicted_points import GroupPrediction, calibration_ratio
 
     ratio = lrs["best_constant"] / lrs["best_cosine"]
     points, errors = [], []
@@ -243,21 +245,24 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict, ev: Evidence, lrs: di
     by_key = {(x["size"], x["steps"], x["method"]): x for x in g["points"]}
     for size in p.scaling:
         trunk_key = scaling_trunk_key(size.name, (size.lr or p.scaling_lr) * ratio)
-        trunk = runs_root / trunk_key
+        trunk_curve = read_run_curve(runs_root / trunk_key)
         *smaller, big = size.budgets
         step = _cool_start(big, p.cooldown_frac)
         run_key = _branch_key(trunk_key, step, big - step, p.scaling_shape)
-        run = runs_root / run_key
-        run_curve = read_run_curve(run)
-        fit = fit_law([read_run_curve(trunk), run_curve], "mpl", n_bootstrap=0)
-        calibration = ev.loss(run_key) / float(run_curve.losses[-1])
+        run_curve = read_run_curve(runs_root / run_key)
+        group = GroupPrediction(
+            fit_law([trunk_curve, run_curve], "mpl", n_bootstrap=0),
+            trunk_curve.schedule,
+            trunk_curve.peak_lr,
+            calibration_ratio([(ev.loss(run_key), float(run_curve.losses[-1]))]),
+            "paired",
+        )
         measured = by_key[(size.name, big, "cooldown")]
         compute += measured["compute_flops"]  # the trunk to the branch point, plus the branch
         points.append({**measured, "method": "cooldown-predicted", "predicted": False})
         for b in smaller:
             step = _cool_start(b, p.cooldown_frac)
-            schedule = branch_of(run_curve.schedule, step, b - step, p.scaling_shape)
-            loss = predict(fit, schedule, steps=[b]).final_loss * calibration
+            loss = group.branch(step, b - step, p.scaling_shape, b)["final_val_loss"]
             truth = by_key[(size.name, b, "cooldown")]
             errors.append((loss - truth["loss"]) / truth["loss"])
             points.append(

@@ -160,8 +160,7 @@ def plan_tasks(p: Preset, lr_cos: float, lr_con: float) -> list[Task]:
         )
         const.config["train"].update(train)
         add(const)
-        _add_branches(
-            tasks, const, [(s, b - s, p.scaling_shape) for s, b in points], "g")
+        _add_branches(tasks, const, [(s, b - s, p.scaling_shape) for s, b in points], "g")
     return tasks
 
 

@@ -142,7 +142,9 @@ def run_tasks(tasks: list[Task], out: Path, p: Preset, log: Callable[[str], None
     def prepare(key: str) -> None:
         run = node_run(out, key)
         if not run.exists():
-            atomic_write_text(run.config_path, to_toml(RunConfig.model_validate(by_key[key].config)))
+            atomic_write_text(
+                run.config_path, to_toml(RunConfig.model_validate(by_key[key].config))
+            )
 
     threads = max(1, (os.cpu_count() or 1) // p.workers)
     out = out.resolve()  # the runs' processes start in it

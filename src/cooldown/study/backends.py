@@ -45,7 +45,6 @@ class Outcome:
     error: str | None = None
 
 
-
 class _LocalHandle:
     def __init__(self, proc: subprocess.Popen, log_path: Path, log_file: Any):
         self.proc, self.log_path, self.log_file = proc, log_path, log_file

@@ -76,7 +76,6 @@ def execute(
     writes the node's config.toml when its run folder has none; `what` names the job in the
     message of an interruption, `source` what defines the nodes (a changed definition is an
     error naming it)."""
-    totals = {n["id"]: n["total_steps"] for n in nodes}
     with StudyState(folder, stale_after_s=stale_after_s) as state:
         added = state.sync_nodes(nodes, source=source)
         if added:
@@ -84,66 +83,18 @@ def execute(
         retried = state.retry_failed()
         if retried:
             log(f"retrying {len(retried)} failed nodes: {', '.join(retried)}")
-        runner = state.register_runner(getattr(backend, "name", "local"))
-        report = RunReport(folder, {})
-        todo = sum(1 for n in state.nodes() if n["state"] != "done")
-        active: dict[str, tuple[Claim, Any, float]] = {}
-
-        def record(claim: Claim, outcome: Outcome, started: float) -> None:
-            _record(state, folder, totals, claim, outcome, report, log, started, todo)
-
+        loop = _Loop(state, folder, nodes, prepare, backend, log)
         previous_term = _term_raises()
         try:
-            last_beat = 0.0
-            while True:
-                for node_id, (claim, handle, started) in list(active.items()):
-                    outcome = handle.poll()
-                    if outcome is not None:
-                        del active[node_id]
-                        record(claim, outcome, started)
-                if time.monotonic() - last_beat > HEARTBEAT_S:
-                    state.heartbeat(runner)
-                    last_beat = time.monotonic()
-                while len(active) < workers:
-                    claim = state.claim_next(runner, order=_order)
-                    if claim is None:
-                        break
-                    started = time.monotonic()
-                    try:
-                        prepare(claim.node_id)
-                        finished = _finished(folder, claim.node_id, totals[claim.node_id])
-                    except CooldownError as e:
-                        state.finish(claim, "failed", error=str(e))
-                        report.failed[claim.node_id] = str(e)
-                        log(f"failed {claim.node_id}: {e}")
-                        continue
-                    if finished:
-                        record(claim, Outcome(True), started)
-                        continue
-                    handle = backend.start(claim.node_id)
-                    state.set_process(claim, handle.label)
-                    active[claim.node_id] = (claim, handle, started)
-                    log(f"started {claim.node_id} (attempt {claim.attempt}, {handle.label})")
-                if not active and not state.waiting_on_others(runner):
-                    break
-                time.sleep(poll_s)
+            loop.run(workers, poll_s)
         except BaseException as e:
-            released = []
-            for node_id, (claim, handle, started) in active.items():
-                handle.stop()
-                outcome = handle.poll()
-                if outcome is not None and outcome.ok:
-                    record(claim, outcome, started)
-                else:
-                    state.finish(claim, "released")
-                    released.append(node_id)
-                    log(f"released {node_id}: it resumes from its last checkpoint next time")
+            released = loop.release()
             if isinstance(e, KeyboardInterrupt):
                 running = (
                     f"{len(released)} running node(s) released" if released else "no node running"
                 )
                 raise Interrupted(
-                    f"{what} interrupted ({folder}): {running}, {len(report.done_now)} "
+                    f"{what} interrupted ({folder}): {running}, {len(loop.report.done_now)} "
                     "finished in this run; "
                     "rerun the same command to finish the study (runs resume from their last "
                     "checkpoints)"
@@ -157,9 +108,113 @@ def execute(
         finally:
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
-            state.end_runner(runner)
-        report.counts = state.counts()
-    return report
+            state.end_runner(loop.runner)
+        loop.report.counts = state.counts()
+    return loop.report
+
+
+class _Loop:
+    """One runner's work on the graph: claim, prepare, start, poll, record."""
+
+    def __init__(self, state, folder, nodes, prepare, backend, log) -> None:
+        self.state, self.folder, self.prepare, self.backend, self.log = (
+            state,
+            folder,
+            prepare,
+            backend,
+            log,
+        )
+        self.totals = {n["id"]: n["total_steps"] for n in nodes}
+        self.runner = state.register_runner(getattr(backend, "name", "local"))
+        self.report = RunReport(folder, {})
+        self.todo = sum(1 for n in state.nodes() if n["state"] != "done")
+        self.active: dict[str, tuple[Claim, Any, float]] = {}
+
+    def run(self, workers: int, poll_s: float) -> None:
+        last_beat = 0.0
+        while True:
+            for node_id, (claim, handle, started) in list(self.active.items()):
+                outcome = handle.poll()
+                if outcome is not None:
+                    del self.active[node_id]
+                    self.record(claim, outcome, started)
+            if time.monotonic() - last_beat > HEARTBEAT_S:
+                self.state.heartbeat(self.runner)
+                last_beat = time.monotonic()
+            while len(self.active) < workers and self.start_next():
+                pass
+            if not self.active and not self.state.waiting_on_others(self.runner):
+                return
+            time.sleep(poll_s)
+
+    def start_next(self) -> bool:
+        """Claim one ready node and start it (or record it, when its run is already finished);
+        False when no node is ready."""
+        claim = self.state.claim_next(self.runner, order=_order)
+        if claim is None:
+            return False
+        started = time.monotonic()
+        try:
+            self.prepare(claim.node_id)
+            finished = _finished(self.folder, claim.node_id, self.totals[claim.node_id])
+        except CooldownError as e:
+            self.state.finish(claim, "failed", error=str(e))
+            self.report.failed[claim.node_id] = str(e)
+            self.log(f"failed {claim.node_id}: {e}")
+            return True
+        if finished:
+            self.record(claim, Outcome(True), started)
+            return True
+        handle = self.backend.start(claim.node_id)
+        self.state.set_process(claim, handle.label)
+        self.active[claim.node_id] = (claim, handle, started)
+        self.log(f"started {claim.node_id} (attempt {claim.attempt}, {handle.label})")
+        return True
+
+    def release(self) -> list[str]:
+        """Stop every running node; those that did not finish are released to the next runner."""
+        released = []
+        for node_id, (claim, handle, started) in self.active.items():
+            handle.stop()
+            outcome = handle.poll()
+            if outcome is not None and outcome.ok:
+                self.record(claim, outcome, started)
+            else:
+                self.state.finish(claim, "released")
+                released.append(node_id)
+                self.log(f"released {node_id}: it resumes from its last checkpoint next time")
+        return released
+
+    def record(self, claim: Claim, outcome: Outcome, started: float) -> None:
+        node_id, state, report, log = claim.node_id, self.state, self.report, self.log
+        if outcome.busy:
+            state.finish(claim, "busy")
+            log(f"{node_id} is being trained by another process; it stays pending")
+            return
+        if outcome.ok:
+            run = node_run(self.folder, node_id)
+            try:
+                result = read_run_result(run.path, expect_steps=self.totals[node_id])
+            except CooldownError as e:
+                outcome = Outcome(False, error=str(e))
+            else:
+                state.finish(claim, "done", result=result)
+                report.done_now.append(node_id)
+                log(
+                    f"done {node_id} [{len(report.done_now)}/{self.todo}]: {_loss_text(result)} "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
+                return
+        state.finish(claim, "failed", error=outcome.error)
+        report.failed[node_id] = outcome.error or "failed"
+        log(f"failed {node_id}: {outcome.error}")
+
+
+def _loss_text(result: dict[str, Any]) -> str:
+    loss, which = result["manifest"].get("final_val_loss"), "final"
+    if loss is None and result.get("eval_rows"):  # no final full pass
+        loss, which = result["eval_rows"][-1].get("val_loss"), "last logged"
+    return f"{which} val loss " + ("n/a" if loss is None else f"{loss:.4f} nats/token")
 
 
 def _finished(folder: Path, node_id: str, total_steps: int) -> bool:
@@ -169,45 +224,6 @@ def _finished(folder: Path, node_id: str, total_steps: int) -> bool:
     except CooldownError:
         return False
     return True
-
-
-def _record(
-    state: StudyState,
-    folder: Path,
-    totals: dict[str, int],
-    claim: Claim,
-    outcome: Outcome,
-    report: RunReport,
-    log: Callable[[str], None],
-    started: float,
-    todo: int,
-) -> None:
-    node_id = claim.node_id
-    if outcome.busy:
-        state.finish(claim, "busy")
-        log(f"{node_id} is being trained by another process; it stays pending")
-        return
-    if outcome.ok:
-        try:
-            result = read_run_result(node_run(folder, node_id).path, expect_steps=totals[node_id])
-        except CooldownError as e:
-            outcome = Outcome(False, error=str(e))
-        else:
-            state.finish(claim, "done", result=result)
-            report.done_now.append(node_id)
-            loss, which = result["manifest"].get("final_val_loss"), "final"
-            if loss is None and result.get("eval_rows"):  # no final full pass
-                loss, which = result["eval_rows"][-1].get("val_loss"), "last logged"
-            shown = "n/a" if loss is None else f"{loss:.4f} nats/token"
-            seconds = time.monotonic() - started
-            log(
-                f"done {node_id} [{len(report.done_now)}/{todo}]: {which} val loss {shown} "
-                f"({seconds:.0f} s)"
-            )
-            return
-    state.finish(claim, "failed", error=outcome.error)
-    report.failed[node_id] = outcome.error or "failed"
-    log(f"failed {node_id}: {outcome.error}")
 
 
 class _Terminated(Exception):

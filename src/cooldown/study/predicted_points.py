@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from cooldown.errors import CooldownError
+from cooldown.predict import fit_law, predict, read_run_curve
+from cooldown.schedules import branch_of
 from cooldown.study.plan import Plan, PlanNode
 from cooldown.study.run_dirs import node_run
 
@@ -38,19 +40,21 @@ class GroupPrediction:
     trunk_schedule: Any  # the trunk's constant schedule: its warmup is every branch's
     peak_lr: float
     calibration: float  # full validation pass / periodic evaluation, at the measured branches
-    loss_evaluation: str  # "full" (calibrated) or "eval_batches"
+    loss_evaluation: str  # "full" or "paired" (calibrated), or "eval_batches"
 
     def point(self, node: PlanNode) -> dict[str, Any]:
         """The predicted final loss of a `prediction` node (nats/token) and its interval."""
-        from cooldown.predict import predict
-        from cooldown.schedules import branch_of
-
         assert node.kind == "prediction" and node.parent_step is not None
         assert node.cooldown_steps is not None
-        schedule = branch_of(
-            self.trunk_schedule, node.parent_step, node.cooldown_steps, node.shape or "linear"
+        return self.branch(
+            node.parent_step, node.cooldown_steps, node.shape or "linear", node.total_steps
         )
-        curve = predict(self.fit, schedule, self.peak_lr, steps=[node.total_steps])
+
+    def branch(self, step: int, cooldown_steps: int, shape: str, total_steps: int) -> dict:
+        """The predicted final loss (nats/token, calibrated) of the trunk's branch at `step`
+        cooling down over `cooldown_steps` updates of `shape`, and its interval."""
+        schedule = branch_of(self.trunk_schedule, step, cooldown_steps, shape)
+        curve = predict(self.fit, schedule, self.peak_lr, steps=[total_steps])
         periodic = curve.final_loss
         interval = curve.final_interval
         c = self.calibration
@@ -63,8 +67,14 @@ class GroupPrediction:
         }
 
 
+def calibration_ratio(pairs: list[tuple[float, float]]) -> float:
+    """measured / periodic over (measured, periodic) pairs of the measured branches' final
+    steps: the geometric mean (the mean of the log ratios)."""
+    return math.exp(sum(math.log(m / q) for m, q in pairs) / len(pairs))
+
+
 def _calibration(measured: list[PlanNode], results: dict[str, dict[str, Any]]) -> tuple[float, str]:
-    log_ratios = []
+    pairs = []
     for node in measured:
         result = results[node.id]
         full = result["manifest"].get("final_val_loss")
@@ -73,8 +83,8 @@ def _calibration(measured: list[PlanNode], results: dict[str, dict[str, Any]]) -
         periodic = [r["val_loss"] for r in result["eval_rows"] if r["step"] == node.total_steps]
         if not periodic:
             raise CooldownError(f"node {node.id} logged no val_loss at its final step")
-        log_ratios.append(math.log(full / periodic[-1]))
-    return math.exp(sum(log_ratios) / len(log_ratios)), "full"
+        pairs.append((full, periodic[-1]))
+    return calibration_ratio(pairs), "full"
 
 
 def predict_group(
@@ -82,8 +92,6 @@ def predict_group(
 ) -> GroupPrediction:
     """Fit the method's law on the trunk and measured branches that `point` is predicted from
     (`point.fit_on`: the trunk first); `results` holds their stored results (all done)."""
-    from cooldown.predict import fit_law, read_run_curve
-
     settings = plan.spec.methods.cooldown_predicted
     assert settings is not None and point.fit_on
     trunk_id, *measured_ids = point.fit_on

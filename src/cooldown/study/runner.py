@@ -39,8 +39,6 @@ def _place_study_toml(study_path: Path, study_dir: Path) -> None:
     atomic_write_text(target, text)
 
 
-
-
 def _prepare(spec: StudySpec, plan: Plan, node_id: str, study_dir: Path) -> None:
     """Write the node's config.toml (a run folder that exists keeps its own)."""
     run = node_run(study_dir, node_id)
