@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cooldown.adapters.cli import adapter_app
 from cooldown.errors import CooldownError, Interrupted
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ benchmark_app = typer.Typer(
     help="Loss-curve prediction benchmarks on published curves.", no_args_is_help=True
 )
 app.add_typer(benchmark_app, name="predict-benchmark")
+app.add_typer(adapter_app, name="adapter")
 
 
 # --- schedule -------------------------------------------------------------------------------------
