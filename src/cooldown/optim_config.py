@@ -132,4 +132,4 @@ class OptimConfig(BaseModel):
         if self.name == "muon":
             stable["muon_momentum"] = self.muon_settings.momentum
         cooldown = {**stable, **self.cooldown.model_dump(mode="json", exclude_none=True)}
-        return {"cooldown_from_step": cooldown_start, "stable": stable, "cooldown": cooldown}
+        return {"cooldown_after_step": cooldown_start, "stable": stable, "cooldown": cooldown}
