@@ -759,6 +759,48 @@ def eval_cmd(
     print(result.path)
 
 
+@app.command("merge")
+def merge_cmd(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="A run folder (with --steps), or checkpoint folders to merge."),
+    ],
+    steps: Annotated[
+        Optional[list[int]], typer.Option("--steps", help="Steps of the run's checkpoints.")
+    ] = None,
+    weighting: Annotated[
+        str, typer.Option("--weighting", help="uniform, ema or decay:SHAPE (WSM).")
+    ] = "uniform",
+    ema_decay: Annotated[float, typer.Option("--ema-decay", help="Decay of 'ema'.")] = 0.8,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Folder (default RUN/merges/NAME).")
+    ] = None,
+    weights: Annotated[str, typer.Option("--weights", help=_WEIGHTS_HELP)] = "raw",
+    force: Annotated[
+        bool, typer.Option("--force", help="Merge checkpoints outside the stable phase too.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+) -> None:
+    """Merge stable-phase checkpoints into one (uniform, EMA or WSM decay-shaped weights)."""
+    from cooldown.merge import merge
+
+    result = merge(
+        list(sources),
+        steps,
+        weighting,
+        ema_decay=ema_decay,
+        out=out,
+        weights=weights,
+        force=force,
+        overwrite=overwrite,
+    )
+    pairs = ", ".join(
+        f"{s}: {c:.4g}" for s, c in zip(result.steps, result.coefficients, strict=True)
+    )
+    print(f"merged steps {pairs} ({weighting})")
+    print(result.checkpoint)
+
+
 # --- reproduce ------------------------------------------------------------------------------------
 @app.command("reproduce")
 def reproduce_cmd(
