@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,3 +148,35 @@ def test_the_manifest_records_the_phase_settings(cooled):
     assert "optimizer_phases" not in json.loads(
         (cooled["plain"].run_dir / "manifest.json").read_text()
     )
+
+
+def test_muon_under_ddp_matches_one_process_and_resumes_bitwise(tiny_overrides, tmp_path):
+    """Two real ranks (torchrun, gloo): DDP all-reduces whole gradients, so every rank's Muon
+    orthogonalises the same matrices; its state goes through torch.distributed.checkpoint."""
+    args = [
+        *tiny_overrides,
+        *MUON,
+        "schedule.total_steps=12",
+        "schedule.warmup_steps=3",
+        "train.checkpoint_interval=6",
+        "train.eval_interval=6",
+        "train.micro_batch_size=4",
+        "train.final_full_eval=false",
+    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "cooldown", "train", *args, "train.parallelism=ddp", "--out"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, str(tmp_path / "ddp")], check=True, env=env, capture_output=True)
+    train(load_run_config(None, args), tmp_path / "single")
+    ddp, single = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
+    assert ddp.keys() == single.keys()
+    for step in ddp:  # equal up to the rounding of summing over ranks
+        assert ddp[step] == pytest.approx(single[step], rel=1e-3), step
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "ddp", resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step_0000012")
+    manifest = json.loads((resumed / "manifest.json").read_text())
+    (resumed / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    subprocess.run([*cmd, str(resumed)], check=True, env=env, capture_output=True)
+    assert _losses(resumed) == ddp
