@@ -16,6 +16,7 @@ import pytest
 
 from cooldown.branch import branch
 from cooldown.checkpoint import list_checkpoints
+from cooldown.cli import main
 from cooldown.config import load_run_config
 from cooldown.metrics import read_metrics
 from cooldown.train import train
@@ -180,3 +181,14 @@ def test_muon_under_ddp_matches_one_process_and_resumes_bitwise(tiny_overrides, 
     (resumed / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
     subprocess.run([*cmd, str(resumed)], check=True, env=env, capture_output=True)
     assert _losses(resumed) == ddp
+
+
+def test_the_branch_cli_takes_cooldown_settings(cooled, capsys):
+    settings = ["betas=[0.8, 0.99]", "muon_momentum=0.8", "weight_decay=0.0"]
+    args = ["branch", str(cooled["parent"]), "--at", str(BRANCH), "--length", str(LENGTH)]
+    main([*args, *(x for s in settings for x in ("--optim-cooldown", s))])
+    assert str(cooled["child"].run_dir) in capsys.readouterr().out  # the finished child
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--optim-cooldown", "betas=[0.8, 1.5]"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "optim.cooldown.betas" in err and err.count("\n") == 1

@@ -243,9 +243,18 @@ def branch_cmd(
         Optional[Path],
         typer.Option("--out-root", help="Folder of the children (default RUN_DIR/branches)."),
     ] = None,
+    optim_cooldown: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--optim-cooldown",
+            help="[optim.cooldown] of the children, KEY=VALUE (betas=[0.9,0.99], "
+            "muon_momentum=0.85, weight_decay=0); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Train cooldowns branched from a stable run's checkpoints; rerunning finishes them."""
     from cooldown.branch import branch
+    from cooldown.configio import apply_overrides
 
     results = branch(
         run_dir,
@@ -257,6 +266,7 @@ def branch_cmd(
         final_lr_frac=final_lr_frac,
         force=force,
         out_root=out_root,
+        optim_cooldown=apply_overrides({}, optim_cooldown) if optim_cooldown else None,
     )
     for r in results:
         loss = "n/a" if r.final_val_loss is None else f"{r.final_val_loss:.4f} nats/token"
