@@ -49,7 +49,7 @@ from cooldown.checkpoint import (
 from cooldown.config import config_differences
 from cooldown.decay_shapes import decay_shape
 from cooldown.errors import CooldownError
-from cooldown.fileio import atomic_write_json, fsync_dir
+from cooldown.fileio import fsync_dir
 from cooldown.run_dir import RunDir
 
 __all__ = ["DEFAULT_EMA_DECAY", "MergeResult", "merge", "merge_coefficients"]
@@ -228,7 +228,7 @@ def _write(out_dir: Path, base: RunDir, step: int, merged: dict, record: dict, o
     try:
         shutil.copyfile(base.config_path, tmp / base.config_path.name)
         save_checkpoint(tmp, step, merged, {"merge": record})
-        atomic_write_json(tmp / "manifest.json", _manifest(base, step, record))
+        RunDir(tmp).write_manifest(_manifest(base, step, record))
         fsync_dir(tmp)
         if overwrite and out_dir.exists():
             shutil.rmtree(out_dir)
