@@ -213,7 +213,7 @@ def test_run_dir_with_another_config_is_refused(tiny_overrides, tmp_path):
             "train.micro_batch_size: batch_size 16 is not a multiple of micro_batch_size 5",
         ),
         ("train.precision=fp8", "train.precision: Input should be 'auto', 'fp32' or 'bf16'"),
-        ("optim.name=sgd", "optim.name: Input should be 'adamw' or 'schedule-free'"),
+        ("optim.name=sgd", "optim.name: Input should be 'adamw', 'schedule-free' or 'muon'"),
         ("schedule.shape=triangle", "schedule.shape: Input should be 'linear', '1-sqrt'"),
         ("schedule.total_steps=20", "schedule.warmup_steps: warmup (30 steps) ends after"),
         ("train.seq_len=128", "train.seq_len 128 exceeds model.max_seq_len 64"),

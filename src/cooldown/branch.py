@@ -85,11 +85,13 @@ def make_branch_config(
     power: float | None = None,
     data: Sequence[MixtureComponent | dict] | None = None,
     force: bool = False,
+    optim_cooldown: dict[str, Any] | None = None,
 ) -> RunConfig:
     """The child config of a cooldown from `parent_run_dir`'s checkpoint at `step`.
 
     Exactly one of `cooldown_steps` (k) and `fraction` (F: k = round(F / (1 - F) * step)). `data`:
-    a data mixture for the cooldown (None keeps the parent's training data). The parent's schedule
+    a data mixture for the cooldown (None keeps the parent's training data). `optim_cooldown`: the
+    `[optim.cooldown]` settings of the cooldown (e.g. {"betas": [0.9, 0.99]}). The parent's schedule
     must still be at its peak from the end of its warmup to `step`, unless `force`. The checkpoint
     itself is looked for when the child trains (so children can be planned before the parent ran).
     """
@@ -128,11 +130,14 @@ def make_branch_config(
     mixture = _mixture(data)
     if mixture is not None:
         config["data_mixture"] = mixture
+    if optim_cooldown is not None:
+        config["optim"]["cooldown"] = dict(optim_cooldown)
     return validate(RunConfig, config)
 
 
 def branch_dir_name(cfg: RunConfig) -> str:
-    """`s{step}-{shape}-k{k}`, with `-m{final}` and `-mix{hash}` when those are set."""
+    """`s{step}-{shape}-k{k}`, with `-m{final}`, `-mix{hash}` and `-opt{hash}` (of
+    `[optim.cooldown]`) when those are set."""
     sched = cfg.schedule
     shape = sched.shape if sched.shape != "power" else f"power{sched.power:g}"
     name = f"s{sched.branch_step}-{shape}-k{sched.cooldown_length_steps}"
@@ -141,6 +146,9 @@ def branch_dir_name(cfg: RunConfig) -> str:
     if cfg.data_mixture:
         text = json.dumps([c.model_dump(mode="json") for c in cfg.data_mixture], sort_keys=True)
         name += f"-mix{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    if cfg.optim.cooldown is not None:
+        text = json.dumps(cfg.optim.cooldown.model_dump(mode="json"), sort_keys=True)
+        name += f"-opt{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return name
 
 
@@ -174,9 +182,11 @@ def branch(
     force: bool = False,
     out_root: str | Path | None = None,
     data_mixture: Sequence[MixtureComponent | dict] | None = None,
+    optim_cooldown: dict[str, Any] | None = None,
 ) -> list:
     """Train the child of every (step, shape) (see the module docstring); returns their
-    `RunResult`s in that order. `at_tokens` adds branch points given as token counts. Every branch
+    `RunResult`s in that order. `at_tokens` adds branch points given as token counts;
+    `optim_cooldown` the cooldown's `[optim.cooldown]` settings. Every branch
     point and config is checked before any training."""
     from cooldown.checkpoint import find_checkpoint
     from cooldown.train import train
@@ -208,6 +218,7 @@ def branch(
                 final_lr_frac=final_lr_frac,
                 data=data_mixture,
                 force=force,
+                optim_cooldown=optim_cooldown,
             )
             children.append((cfg, root / branch_dir_name(cfg)))
     return [train(cfg, run_dir) for cfg, run_dir in children]

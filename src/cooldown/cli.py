@@ -245,9 +245,18 @@ def branch_cmd(
         Optional[Path],
         typer.Option("--out-root", help="Folder of the children (default RUN_DIR/branches)."),
     ] = None,
+    optim_cooldown: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--optim-cooldown",
+            help="[optim.cooldown] of the children, KEY=VALUE (betas=[0.9,0.99], "
+            "muon_momentum=0.85, weight_decay=0); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Train cooldowns branched from a stable run's checkpoints; rerunning finishes them."""
     from cooldown.branch import branch
+    from cooldown.configio import apply_overrides
 
     results = branch(
         run_dir,
@@ -259,6 +268,7 @@ def branch_cmd(
         final_lr_frac=final_lr_frac,
         force=force,
         out_root=out_root,
+        optim_cooldown=apply_overrides({}, optim_cooldown) if optim_cooldown else None,
     )
     for r in results:
         loss = "n/a" if r.final_val_loss is None else f"{r.final_val_loss:.4f} nats/token"
@@ -759,6 +769,48 @@ def eval_cmd(
     )
     print(result.summary())
     print(result.path)
+
+
+@app.command("merge")
+def merge_cmd(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="A run folder (with --steps), or checkpoint folders to merge."),
+    ],
+    steps: Annotated[
+        Optional[list[int]], typer.Option("--steps", help="Steps of the run's checkpoints.")
+    ] = None,
+    weighting: Annotated[
+        str, typer.Option("--weighting", help="uniform, ema or decay:SHAPE (WSM).")
+    ] = "uniform",
+    ema_decay: Annotated[float, typer.Option("--ema-decay", help="Decay of 'ema'.")] = 0.8,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Folder (default RUN/merges/NAME).")
+    ] = None,
+    weights: Annotated[str, typer.Option("--weights", help=_WEIGHTS_HELP)] = "raw",
+    force: Annotated[
+        bool, typer.Option("--force", help="Merge checkpoints outside the stable phase too.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+) -> None:
+    """Merge stable-phase checkpoints into one (uniform, EMA or WSM decay-shaped weights)."""
+    from cooldown.merge import merge
+
+    result = merge(
+        list(sources),
+        steps,
+        weighting,
+        ema_decay=ema_decay,
+        out=out,
+        weights=weights,
+        force=force,
+        overwrite=overwrite,
+    )
+    pairs = ", ".join(
+        f"{s}: {c:.4g}" for s, c in zip(result.steps, result.coefficients, strict=True)
+    )
+    print(f"merged steps {pairs} ({weighting})")
+    print(result.checkpoint)
 
 
 # --- reproduce ------------------------------------------------------------------------------------

@@ -239,6 +239,9 @@ class RunConfig(BaseModel):
                 "schedule.kind: schedule-free AdamW needs kind = 'constant' (it has no LR "
                 f"schedule besides its warmup), got {self.schedule.to_config()['kind']!r}"
             )
+        problems = self.optim.problems(self.schedule.to_config()["kind"], self.train.parallelism)
+        if problems:
+            raise ValueError(problems[0])
         if self.train.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"train.seq_len {self.train.seq_len} exceeds model.max_seq_len "

@@ -89,6 +89,9 @@ class Manifest(BaseModel):
     parent: dict[str, Any] | None = None  # run_dir, step, data_fingerprint of a branch's parent
     branch: dict[str, Any] | None = None  # the branch's cooldown: step, shape, cooldown_steps, ...
     extensions: list[dict[str, int]] | None = None
+    # [optim.cooldown] runs: {"cooldown_after_step", "stable": {...}, "cooldown": {...}}
+    optimizer_phases: dict[str, Any] | None = None
+    merge: dict[str, Any] | None = None  # a `cooldown merge` folder: its sources and weights
 
     def get(self, key: str, default: Any = None) -> Any:
         """A field by its name in the file, typed or extra (e.g. 'final_val_loss_swa')."""

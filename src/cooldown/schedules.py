@@ -80,6 +80,7 @@ __all__ = [
     "WSDSchedule",
     "branch_of",
     "cooldown_split",
+    "cooldown_start",
     "decay_shape",
 ]
 
@@ -127,6 +128,12 @@ def cooldown_split(
             f"{s} stable steps; each needs at least 1"
         )
     return s, k
+
+
+def cooldown_start(schedule: BaseSchedule) -> int | None:
+    """S of a `wsd` or `branch` schedule: updates S+1, S+2, ... are its cooldown (the phase
+    `[optim.cooldown]` settings apply to); None for a schedule without a cooldown phase."""
+    return schedule.cooldown_start_step if isinstance(schedule, _CooldownFields) else None
 
 
 def _decay(

@@ -68,6 +68,7 @@ from cooldown.run_state import (
     restore,
     write_run_config,
 )
+from cooldown.schedules import cooldown_start
 from cooldown.sharded_checkpoint import (
     OPTIMIZER_VALUES,
     save_sharded_checkpoint,
@@ -336,7 +337,7 @@ def _train(
         while step < total:
             n = step + 1
             opt.train()
-            opt.set_lr(cfg.optim.lr * sched.multiplier(n))
+            opt.apply_schedule(sched, n)  # each group's LR, and its phase's settings
             x_all, y_all = sampler.next_batch()
             loss_sum = 0.0
             micro_batches = zip(x_all.chunk(accum), y_all.chunk(accum), strict=True)
@@ -378,6 +379,7 @@ def _train(
                     "compute_flops": step * flops_per_step,
                     "flop_convention": convention,
                     "lr": opt.last_lr(),
+                    **opt.group_lrs(),
                     "train_loss": loss_sum,
                     "grad_norm": grad_norm,
                     "tokens_per_s": tok_s,
@@ -562,6 +564,9 @@ def _manifest(
     if ctx.distributed:
         # The world size of the latest (re)start: a run may resume at another one.
         manifest.update(parallelism=ctx.parallelism, world_size=ctx.world_size)
+    phases = cfg.optim.phases(cooldown_start(cfg.schedule))
+    if phases is not None:
+        manifest["optimizer_phases"] = phases
     if cfg.averaging.enabled:
         manifest["averaging"] = cfg.averaging.model_dump(mode="json")
     if cfg.data_mixture:
