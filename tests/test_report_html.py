@@ -66,6 +66,6 @@ def test_report_dom_has_every_section_and_claim(smoke, tmp_path):
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in dom, sid
     claims = json.loads((result.out / "claims.json").read_text())["claims"]
-    assert dom.count('<tr class="claim ') == len(claims) == 16
+    assert dom.count('<tr class="claim ') == len(claims) == 20
     for c in claims:
         assert c["verdict"] in dom

@@ -32,6 +32,10 @@ CLAIM_IDS = [
     "h_prediction_other_lr",
     "h_search",
     "h_real_curves",
+    "i_muon_sqrt_beats_linear",
+    "i_muon_longer_helps",
+    "j_merge_matches_cooldown",
+    "j_merge_beats_constant",
 ]
 
 
@@ -48,7 +52,9 @@ def test_smoke_writes_claims_results_and_report(smoke):
     assert [c["id"] for c in claims["claims"]] == CLAIM_IDS
     assert {c["verdict"] for c in claims["claims"]} <= {HELD, NOT_HELD, INCONCLUSIVE}
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert {r["experiment"] for r in rows} == {*"abcdefgh", "a-sweep"}
+    assert {r["experiment"] for r in rows} == {*"abcdefghij", "a-sweep"}
+    # (j): 3 merges + cooldown + SWA + constant, each seed
+    assert sum(r["experiment"] == "j" for r in rows) == 6 * len(SMOKE.seeds)
     # (a): 3 budgets x 2 seeds x (cosine, cooldown); its sweep: 2 LRs x 2 schedules;
     # (g): 4 sizes x 3 budgets x 3 methods.
     assert sum(r["experiment"] == "a" for r in rows) == 12

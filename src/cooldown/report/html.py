@@ -25,6 +25,8 @@ SECTION_IDS = (
     "compute",
     "prediction",
     "real-curves",
+    "muon",
+    "merging",
     "claims",
 )
 
@@ -449,6 +451,65 @@ def _claims_section(res: dict) -> list[str]:
     return sections
 
 
+def _beyond_sections(preset, res: dict, figs: Path) -> list[str]:
+    """(i) cooldowns under Muon, (j) merged stable-phase checkpoints (when the preset has them)."""
+    p, sections = preset, []
+    cf = f"{p.cooldown_frac:.0%}"
+    i = res.get("i")
+    if i is not None:
+        diffs = {f"{p.main_shape} - linear ({cf})": i["main_vs_linear"]}
+        diffs.update({f"{float(f):.0%} - {cf}": d for f, d in i["vs_main"].items()})
+        diffs[f"Muon - AdamW ({p.main_shape} {cf})"] = i["adamw_vs_muon"]
+        losses = {
+            "constant": i["constant"],
+            **{f"{float(f):.0%}": v for f, v in i["lengths"].items()},
+        }
+        sections.append(
+            _ablation_section(
+                "muon",
+                f"(i) Cooldowns under Muon (match_rms_adamw, peak LR {i['lr']:g}; one seed)",
+                diffs,
+                losses,
+                figs / "i_muon.png",
+                "Muon: paired differences (95%, documents)",
+                p.seeds[0],
+            )
+        )
+    j = res.get("j")
+    if j is not None:
+        diffs = {}
+        for w in j["weightings"]:
+            diffs[f"{w} - cooldown"] = j["vs_cooldown"][w]
+            diffs[f"{w} - SWA"] = j["vs_swa"][w]
+            diffs[f"{w} - constant"] = j["vs_constant"][w]
+        mean = {k: sum(v) / len(v) for k, v in j["merged"].items()}
+        for k in ("cooldown", "swa", "constant"):
+            mean[k] = sum(j[k]) / len(j[k])
+        steps = j["steps"]
+        body = _p(
+            f"Checkpoints at steps {steps[0]}..{steps[-1]} (every {steps[1] - steps[0]}) of each "
+            f"seed's constant run, merged; compared at step {steps[-1]} with the {p.main_shape} "
+            f"{cf} cooldown over the same steps, SWA and the raw weights. Mean losses over "
+            f"{len(j['seeds'])} seeds: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
+            + " nats/token."
+        )
+        fig = rp.plot_differences(
+            diffs,
+            figs / "j_merging.png",
+            "Merging: paired differences (95%, documents + seeds)",
+            "loss difference (nats/token)",
+        )
+        sections.append(
+            _section(
+                "merging",
+                "(j) Merged stable checkpoints in place of a cooldown",
+                body + _img(fig, "merging"),
+            )
+        )
+    return sections
+
+
 def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
     """Draw the figures into OUT/figures and write OUT/report.html (see module docstring)."""
     figs = out / "figures"
@@ -458,6 +519,7 @@ def write_report(preset, res: dict, out: Path, evaluation=None) -> Path:
         *_ablation_sections(p, res, figs),
         *_interpolation_and_scaling_sections(res, figs),
         *_prediction_sections(p, res, figs, evaluation),
+        *_beyond_sections(p, res, figs),
         *_claims_section(res),
     ]
     doc = (

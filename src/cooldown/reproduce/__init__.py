@@ -30,7 +30,7 @@ __all__ = ["PRESET_NAMES", "ReproduceResult", "plan_compute", "reproduce"]
 
 # Version of results.json's layout: a reproduction written by an older layout is analysed again
 # (its finished runs are reused) instead of being read.
-RESULTS_FORMAT = 3
+RESULTS_FORMAT = 4
 
 # Assumed sustained throughput for the paper preset's device-hours: bf16 on one H100 at 40% MFU.
 ASSUMED_FLOPS_PER_S = 0.4 * 989e12
@@ -48,6 +48,7 @@ def plan_compute(p: Preset) -> dict:
     """FLOPs (chinchilla convention) of every planned run, by experiment, and device-hours."""
     from cooldown.config import RunConfig
     from cooldown.flops import training_flops
+    from cooldown.reproduce.beyond_adamw import plan_muon
     from cooldown.reproduce.experiments import constant_key, plan_sweep, plan_tasks
 
     vocab = 50257 if p.data.get("tokenizer") == "gpt2" else int(p.data.get("vocab_size", 512))
@@ -58,11 +59,12 @@ def plan_compute(p: Preset) -> dict:
     tasks = plan_sweep(p)
     swept = {t.key for t in tasks}
     tasks += [t for t in plan_tasks(p, lr_cos, lr_con) if t.key not in swept]
+    tasks += plan_muon(p, lr_con)
     for t in tasks:
         cfg = RunConfig.model_validate(t.config)
         model = cfg.model.with_vocab(vocab)
         flops = training_flops(model, p.seq_len, t.steps * cfg.train.tokens_per_step, "chinchilla")
-        key = next((x for x in ("e", "g", "h") if t.experiment == x), "a-f")
+        key = next((x for x in ("e", "g", "h", "i") if t.experiment == x), "a-f,j")
         by_exp[key] = by_exp.get(key, 0.0) + flops
         if t.key == constant_key(p.budgets[-1], lr_con, p.seeds[0]):
             # (h) also runs the searched cooldown: one more run of the largest budget.
@@ -161,6 +163,7 @@ def _experiments(p: Preset, out: Path, log: Callable[[str], None]) -> tuple[dict
         search_winner,
         winner_key,
     )
+    from cooldown.reproduce.beyond_adamw import collect_merges, collect_muon, plan_muon
     from cooldown.reproduce.claims import check_claims
     from cooldown.reproduce.evidence import Evidence
     from cooldown.reproduce.experiments import best_lrs, collect, plan_sweep, plan_tasks
@@ -177,10 +180,14 @@ def _experiments(p: Preset, out: Path, log: Callable[[str], None]) -> tuple[dict
     lrs = best_lrs(p, ev)
     log(f"  best peak LR: cosine {lrs['best_cosine']:g}, constant {lrs['best_constant']:g}")
     tasks = plan_tasks(p, lrs["best_cosine"], lrs["best_constant"])
-    log(f"  experiments (a)-(h) at those LRs: {len(tasks)} runs")
+    tasks += plan_muon(p, lrs["best_constant"])
+    log(f"  experiments (a)-(j) at those LRs: {len(tasks)} runs")
     run_tasks(tasks, out, p, log)
     log("  collecting results; (f) interpolation, (g) Chinchilla fits, (h) loss prediction")
     res = collect(p, runs, ev, lrs)
+    log("  (i) Muon's cooldowns; (j) merging the constant runs' stable checkpoints")
+    res["i"] = collect_muon(p, ev, lrs["best_constant"])
+    res["j"] = collect_merges(p, runs, ev, lrs["best_constant"])
     res["f"] = interpolation(p, runs, out / "interpolation", lrs)
     g = res["g"]
     res["g_predicted"] = predicted_scaling(p, runs, g, ev, lrs)
@@ -302,6 +309,18 @@ def results_csv(res: dict) -> str:
     last = res["a"]["budgets"][-1]["steps"]
     for what in ("measured", "predicted"):
         w.writerow(["h", f"{what} {search['run']}", 0, "", last, "", "", "", search[what]])
+    i, j = res.get("i"), res.get("j")
+    if i is not None:
+        s0 = a["seeds"][0]
+        w.writerow(["i", "muon-constant", s0, "", i["steps"], "", "", "", i["constant"]])
+        for f, v in i["lengths"].items():
+            w.writerow(["i", f"muon-length-{f}", s0, "", i["steps"], "", "", "", v])
+    if j is not None:
+        runs = {"cooldown": j["cooldown"], "swa": j["swa"], "constant": j["constant"]}
+        runs.update({f"merge-{w_}": v for w_, v in j["merged"].items()})
+        for name, losses in runs.items():
+            for s, v in zip(j["seeds"], losses, strict=True):
+                w.writerow(["j", name, s, "", j["steps"][-1], "", "", "", v])
     return buf.getvalue()
 
 

@@ -241,6 +241,73 @@ def _claims_fg(res: dict, p) -> list[dict]:
     return claims
 
 
+def _claims_ij(res: dict, p) -> list[dict]:
+    """(i) the cooldown under Muon; (j) merged stable-phase checkpoints against a cooldown."""
+    claims = []
+    i = res.get("i")
+    if i is not None:
+        sq = i["main_vs_linear"]
+        short = str(min(p.lengths))
+        claims.append(
+            _claim(
+                "i_muon_sqrt_beats_linear",
+                f"(i, beyond the paper) With Muon (match_rms_adamw, AdamW's constant LR "
+                f"{i['lr']:g}), the {p.main_shape} cooldown beats the linear one, as (b) says "
+                "for AdamW",
+                f"{p.main_shape} - linear at {i['steps']} steps: {interval_text(sq)}; one seed",
+                better(sq, -1),
+                **_interval(sq),
+            )
+        )
+        d = i["vs_main"][short]
+        claims.append(
+            _claim(
+                "i_muon_longer_helps",
+                f"(i) With Muon, a {p.cooldown_frac:.0%} cooldown beats a {float(short):.0%} "
+                "one, as (c) says for AdamW",
+                f"{float(short):.0%} - {p.cooldown_frac:.0%}: {interval_text(d)}; "
+                + "; ".join(
+                    f"{k} - {p.cooldown_frac:.0%}: {interval_text(v)}"
+                    for k, v in i["vs_main"].items()
+                    if k != short
+                ),
+                better(d, +1),
+                **_interval(d),
+            )
+        )
+    j = res.get("j")
+    if j is not None:
+        main = f"decay:{p.main_shape}"
+        d = j["vs_cooldown"][main]
+        claims.append(
+            _claim(
+                "j_merge_matches_cooldown",
+                f"(j, beyond the paper) Merging the constant run's checkpoints over the last "
+                f"{p.cooldown_frac:.0%} (WSM's {main} weights, {len(j['steps'])} checkpoints) "
+                f"matches the real {p.main_shape} cooldown over those steps (non-inferiority "
+                f"margin {p.margin} nats/token)",
+                "merge - cooldown: "
+                + "; ".join(f"{w} {interval_text(x)}" for w, x in j["vs_cooldown"].items())
+                + "; merge - SWA: "
+                + "; ".join(f"{w} {interval_text(x)}" for w, x in j["vs_swa"].items()),
+                not_worse(d, p.margin),
+                **_interval(d),
+            )
+        )
+        d = j["vs_constant"][main]
+        claims.append(
+            _claim(
+                "j_merge_beats_constant",
+                "(j) The merge beats the constant run's own weights at the same step",
+                "merge - constant: "
+                + "; ".join(f"{w} {interval_text(x)}" for w, x in j["vs_constant"].items()),
+                better(d, -1),
+                **_interval(d),
+            )
+        )
+    return claims
+
+
 def check_claims(res: dict, p) -> list[dict]:
     """Every takeaway's claim: its verdict, what was measured, the numbers behind it."""
     return [
@@ -251,6 +318,7 @@ def check_claims(res: dict, p) -> list[dict]:
         _predicted_scaling_claim(res),
         *_prediction_claims(res["h"]),
         _real_curves_claim(res["real_curves"]),
+        *_claims_ij(res, p),
     ]
 
 

@@ -91,6 +91,15 @@ def sweep_branch_key(p: Preset, lr: float) -> str:
     return _branch_key(sweep_trunk_key(lr), start, b - start, p.main_shape)
 
 
+def merge_steps(p: Preset) -> list[int]:
+    """The stable-phase checkpoints every constant run keeps for (j)'s merges: every
+    `merge_every` steps over the main cooldown's window of the largest budget, to its end."""
+    if not p.merge_every:
+        return []
+    big = p.budgets[-1]
+    return list(range(_cool_start(big, p.cooldown_frac), big + 1, p.merge_every))
+
+
 def plan_tasks(p: Preset, lr_cos: float, lr_con: float) -> list[Task]:
     """Every run of (a)-(h) at the LRs the sweep chose (cosine `lr_cos`, constant `lr_con`)."""
     tasks: list[Task] = []
@@ -116,9 +125,14 @@ def plan_tasks(p: Preset, lr_cos: float, lr_con: float) -> list[Task]:
         points = list(dict.fromkeys((s, b - s, shape) for s, b, shape in points))
         const = Task(
             constant_key(big, lr_con, seed),
-            "a-d,f",
+            "a-d,f,j",
             constant_config(
-                p, big, lr=lr_con, branch_at=[s for s, _, _ in points], seed=seed, swa=True
+                p,
+                big,
+                lr=lr_con,
+                branch_at=[s for s, _, _ in points] + merge_steps(p),
+                seed=seed,
+                swa=True,
             ),
             steps=big,
         )

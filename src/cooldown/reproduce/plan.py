@@ -1,7 +1,8 @@
 """The runs of a reproduction: their configs, and the study engine that trains them.
 
 Every run is a node of the study engine (`cooldown.study.engine`) in the reproduction's folder:
-`OUT/runs/KEY` trained by `python -m cooldown.study OUT KEY`, its state in `OUT/study.sqlite`.
+`OUT/runs/KEY`, trained by one of `workers` long-lived processes (`PoolBackend`: no Python and
+torch start-up per run), its state in `OUT/study.sqlite`.
 So a reproduction has the study's kill-and-resume story: a rerun records finished runs without
 training them, resumes interrupted ones from their last checkpoint, and starts a branch as soon
 as its parent's checkpoint at the branch step exists. On CPU two single-threaded processes train
@@ -23,7 +24,7 @@ from cooldown.configio import to_toml
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_text
 from cooldown.reproduce.presets import Preset
-from cooldown.study.backends import LocalBackend
+from cooldown.study.backends import PoolBackend
 from cooldown.study.engine import execute
 from cooldown.study.run_dirs import node_run
 
@@ -152,7 +153,7 @@ def run_tasks(tasks: list[Task], out: Path, p: Preset, log: Callable[[str], None
         out,
         [_node(t, parents) for t in tasks],
         prepare,
-        LocalBackend(out, threads),
+        PoolBackend(out, p.workers, threads),
         workers=p.workers,
         what="reproduction",
         source="the reproduction's plan",

@@ -72,6 +72,10 @@ class Preset:
     margin: float = 0.01
     # Model sizes of the MPL paper's GPU curves the law is fitted on and checked against.
     real_curve_sizes: tuple[str, ...] = ("25M", "100M", "400M")
+    # (i): a Muon constant run with cooldowns; (j): merges of the constant runs' checkpoints kept
+    # every `merge_every` steps over the main cooldown's window (0: no merges).
+    muon: bool = True
+    merge_every: int = 20
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -121,6 +125,7 @@ SMOKE = Preset(
     predict_bootstrap=0,
     scaling_eval_interval=4,
     val_doc_tokens=64,
+    merge_every=8,
     n_boot=200,
     real_curve_sizes=("25M",),
 )

@@ -23,14 +23,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from cooldown.errors import CooldownError
 from cooldown.run_dir import CONFIG_FILE
-from cooldown.study.node import EXIT_BUSY, train_node
+from cooldown.study.node import EXIT_BUSY, NodeBusy, result_line, train_node
 from cooldown.study.run_dirs import node_run, run_dir_name
 from cooldown.study.state import lock_path, try_lock
 
@@ -257,3 +260,89 @@ class SubmititBackend:
     def start(self, node_id: str) -> _JobHandle:
         job = self.executor.submit(train_node, str(self.study_dir), node_id, threads=self.threads)
         return _JobHandle(job)
+
+
+# --- a pool of long-lived worker processes --------------------------------------------------------
+
+
+def _pool_worker_init(threads: int | None, parent: int) -> None:
+    """A pool worker: `threads` torch threads, and it exits as soon as the runner is gone (a
+    killed runner must not leave a worker training a node that the next runner trains again)."""
+    import torch  # in the worker only: the runner itself needs no torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _train_node_logged(study_dir: str, node_id: str, threads: int | None, parent: int) -> None:
+    """`train_node` with the node's output in logs/NODE_ID.log, as the local backend has it."""
+    log_path = Path(study_dir) / "logs" / f"{node_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(log_path, "a", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pool worker pid {os.getpid()}")
+        result = train_node(study_dir, node_id, threads=threads, parent_pid=parent)
+        print(result_line(node_id, result))
+
+
+class _PoolHandle:
+    def __init__(self, future: Any, backend: PoolBackend):
+        self.future, self.backend = future, backend
+        self.label = "pool"
+
+    def poll(self) -> Outcome | None:
+        if not self.future.done():
+            return None
+        try:
+            self.future.result()
+        except NodeBusy:
+            return Outcome(False, busy=True)
+        except CooldownError as e:
+            return Outcome(False, error=str(e))
+        except Exception as e:  # a crash, or the worker died (BrokenProcessPool)
+            return Outcome(False, error=f"{type(e).__name__}: {e}")
+        return Outcome(True)
+
+    def stop(self) -> None:
+        self.backend.terminate()
+
+
+class PoolBackend:
+    """`workers` long-lived processes that each train one node at a time: the local backend
+    without a Python and torch start-up per node (seconds each, against a tiny run's few seconds
+    of training). Each node still runs under its lock with its heartbeat (`train_node`)."""
+
+    name = "local-pool"
+
+    def __init__(self, study_dir: Path, workers: int, threads: int | None):
+        self.study_dir, self.threads = study_dir, threads
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_pool_worker_init,
+            initargs=(threads, os.getpid()),
+        )
+
+    def start(self, node_id: str) -> _PoolHandle:
+        args = (str(self.study_dir), node_id, self.threads, os.getpid())
+        return _PoolHandle(self.pool.submit(_train_node_logged, *args), self)
+
+    def terminate(self) -> None:
+        """Kill the workers (checkpoints are written atomically: their nodes resume)."""
+        for proc in list(getattr(self.pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                proc.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -109,6 +109,8 @@ def execute(
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
             state.end_runner(loop.runner)
+            if hasattr(backend, "close"):
+                backend.close()
         loop.report.counts = state.counts()
     return loop.report
 

@@ -19,7 +19,6 @@ import contextlib
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,13 @@ class NodeBusy(RuntimeError):
     """Another process holds the node's lock."""
 
 
-def _heartbeat(path: Path, parent_pid: int | None) -> None:
-    while True:
+def _heartbeat(path: Path, parent_pid: int | None, done: threading.Event) -> None:
+    # Ends with the node (a pool worker trains many nodes, one heartbeat at a time).
+    while not done.wait(0.2 if parent_pid is not None else HEARTBEAT_S):
         if parent_pid is not None and os.getppid() != parent_pid:
             os._exit(137)  # the runner died: stop at once, like SIGKILL (checkpoints are atomic)
         with contextlib.suppress(OSError):
             os.utime(path)
-        time.sleep(0.2 if parent_pid is not None else HEARTBEAT_S)
 
 
 def train_node(
@@ -57,8 +56,11 @@ def train_node(
     fd = try_lock(lock)
     if fd is None:
         raise NodeBusy(f"node {node_id} is being trained by another process ({lock} is locked)")
+    done = threading.Event()
     try:
-        threading.Thread(target=_heartbeat, args=(lock, parent_pid), daemon=True).start()
+        with contextlib.suppress(OSError):
+            os.utime(lock)
+        threading.Thread(target=_heartbeat, args=(lock, parent_pid, done), daemon=True).start()
         os.chdir(study_dir)  # a branch names its parent relative to the study folder
         import torch
 
@@ -77,6 +79,7 @@ def train_node(
             "resumed_from_step": result.resumed_from_step,
         }
     finally:
+        done.set()
         os.close(fd)
 
 
@@ -117,11 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     except CooldownError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(result_line(args.node_id, result))
+    return 0
+
+
+def result_line(node_id: str, result: dict[str, Any]) -> str:
+    """The line a node's log ends with: steps, final loss, where it resumed from."""
     loss = result["final_val_loss"]
     resumed = result["resumed_from_step"]
-    print(
-        f"{args.node_id}: {result['steps']} steps, final val loss "
+    return (
+        f"{node_id}: {result['steps']} steps, final val loss "
         f"{'n/a' if loss is None else f'{loss:.4f} nats/token'}"
         + (f" (resumed from step {resumed})" if resumed is not None else "")
     )
-    return 0
