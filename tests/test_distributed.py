@@ -400,3 +400,42 @@ def test_study_runner_starts_torchrun_for_a_node_with_several_processes(tmp_path
     assert handle.poll() is None
     handle.proc.returncode = 0
     assert handle.poll().ok and not node_locked(tmp_path, "n1")
+
+
+def test_a_study_node_with_two_processes_trains_inside_one_submitit_job(tmp_path, data_cache):
+    """`[train] nproc_per_node = 2` under `--backend slurm` (here submitit's local executor): the
+    job runs torchrun with two gloo ranks, and the run records both."""
+    import tomli_w
+
+    from cooldown.configio import read_toml
+    from cooldown.study.runner import run_study
+
+    spec = read_toml(Path(__file__).resolve().parents[1] / "configs" / "studies" / "tiny.toml")
+    spec.update(
+        batch_size=8,
+        seq_len=32,
+        warmup_steps=2,
+        sizes=[{"preset": "tiny-0.05M", "steps": [8]}],
+        data={
+            "max_bytes": 1500000,
+            "val_fraction": 0.1,
+            "vocab_size": 512,
+            "cache_dir": data_cache,
+        },
+        train={
+            "eval_interval": 4,
+            "eval_batches": 2,
+            "progress": False,
+            "parallelism": "ddp",
+            "nproc_per_node": 2,
+        },
+    )
+    spec["methods"] = {"cosine": spec["methods"]["cosine"]}
+    (tmp_path / "study.toml").write_text(tomli_w.dumps(spec))
+    report = run_study(
+        tmp_path / "study.toml", backend="submitit-local", threads=2, log=lambda line: None
+    )
+    assert not report.failed and len(report.done_now) == 1
+    run = next((tmp_path / "runs").iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["world_size"] == 2

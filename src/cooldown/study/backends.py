@@ -10,7 +10,10 @@ loop that uses them is `cooldown.study.engine`.
   `torchrun --standalone --nproc_per_node=N -m cooldown train` instead; the runner holds the
   node's lock for it.
 - `slurm`: one submitit job per node (`submitit.AutoExecutor(cluster="slurm")`), parameters from
-  the study's `[slurm]` table (e.g. `timeout_min`, `slurm_partition`, `gpus_per_node`).
+  the study's `[slurm]` table (e.g. `timeout_min`, `slurm_partition`, `gpus_per_node`). A node
+  whose config sets `train.nproc_per_node = N` runs `torchrun --nproc_per_node=N` inside its job
+  (one task per job; give the job N GPUs with `gpus_per_node = N`), so each run gets N GPUs of one
+  machine, with NCCL on CUDA.
 - `submitit-local`: the same submitit code path on this machine (`submitit.LocalExecutor`), for
   testing; of the `[slurm]` table it uses only `timeout_min`.
 """
@@ -176,13 +179,7 @@ def _start_torchrun(
     if fd is None:  # another process trains it: busy, as `cooldown.study` would report
         log.close()
         return _BusyHandle()
-    run_dir = run_dir_name(node_id)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc_per_node={nproc}", "-m", "cooldown", "train"]
-    cmd += ["--config", f"{run_dir}/{CONFIG_FILE}", "--out", run_dir]
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(max(1, threads // nproc))
+    cmd, env = _torchrun_command(node_id, nproc, threads)
     try:
         proc = subprocess.Popen(
             cmd,
@@ -196,6 +193,45 @@ def _start_torchrun(
         os.close(fd)
         raise
     return _TorchrunHandle(proc, log_path, log, lock, fd)
+
+
+def _torchrun_command(node_id: str, nproc: int, threads: int | None) -> tuple[list[str], dict]:
+    """`torchrun --standalone` training the node's run with `nproc` ranks (run in the study
+    folder; NCCL on CUDA, gloo on CPU: see cooldown.distributed), and its environment."""
+    run_dir = run_dir_name(node_id)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "cooldown", "train"]
+    cmd += ["--config", f"{run_dir}/{CONFIG_FILE}", "--out", run_dir]
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(max(1, threads // nproc))
+    return cmd, env
+
+
+def train_node_torchrun(study_dir: str, node_id: str, nproc: int, threads: int | None) -> None:
+    """A node with several processes inside one submitit job (one job per node, N GPUs of one
+    machine): the node's lock and heartbeat here, its ranks under torchrun. Raises NodeBusy when
+    another process holds the lock, CooldownError when torchrun fails."""
+    lock = lock_path(Path(study_dir), node_id)
+    fd = try_lock(lock)
+    if fd is None:
+        raise NodeBusy(f"node {node_id} is being trained by another process ({lock} is locked)")
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        cmd, env = _torchrun_command(node_id, nproc, threads)
+        rc = subprocess.run(cmd, cwd=study_dir, env=env).returncode
+        if rc != 0:
+            raise CooldownError(f"torchrun with {nproc} processes exited with status {rc}")
+    finally:
+        done.set()
+        os.close(fd)
 
 
 def _term_on_parent_death() -> None:
@@ -258,7 +294,15 @@ class SubmititBackend:
         self.name = "submitit-local" if local else "slurm"
 
     def start(self, node_id: str) -> _JobHandle:
-        job = self.executor.submit(train_node, str(self.study_dir), node_id, threads=self.threads)
+        nproc = _nproc_per_node(self.study_dir, node_id)
+        if nproc > 1:  # `[train] nproc_per_node`: torchrun inside the job, on one machine
+            job = self.executor.submit(
+                train_node_torchrun, str(self.study_dir), node_id, nproc, self.threads
+            )
+        else:
+            job = self.executor.submit(
+                train_node, str(self.study_dir), node_id, threads=self.threads
+            )
         return _JobHandle(job)
 
 
