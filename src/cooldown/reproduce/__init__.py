@@ -13,8 +13,11 @@ with its state in OUT/study.sqlite: the kill-and-resume story of `cooldown study
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import os
+import platform
 import textwrap
 import time
 from collections.abc import Callable
@@ -22,8 +25,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from cooldown.config import RunConfig
+from cooldown.data import DataConfig, ensure_prepared
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_json, atomic_write_text
+from cooldown.flops import format_flops, training_flops
+from cooldown.report.html import write_report
+from cooldown.reproduce.analyses import (
+    check_winner,
+    interpolation,
+    predicted_scaling,
+    prediction,
+    real_curves,
+    scaling_fits,
+    search_winner,
+    winner_key,
+)
+from cooldown.reproduce.beyond_adamw import collect_merges, collect_muon, plan_muon
+from cooldown.reproduce.claims import check_claims
+from cooldown.reproduce.evidence import Evidence
+from cooldown.reproduce.experiments import best_lrs, collect, constant_key, plan_sweep, plan_tasks
+from cooldown.reproduce.plan import Task, run_tasks
 from cooldown.reproduce.presets import PRESET_NAMES, Preset, get_preset
 
 __all__ = ["PRESET_NAMES", "ReproduceResult", "plan_compute", "reproduce"]
@@ -46,11 +70,6 @@ class ReproduceResult:
 
 def plan_compute(p: Preset) -> dict:
     """FLOPs (chinchilla convention) of every planned run, by experiment, and device-hours."""
-    from cooldown.config import RunConfig
-    from cooldown.flops import training_flops
-    from cooldown.reproduce.beyond_adamw import plan_muon
-    from cooldown.reproduce.experiments import constant_key, plan_sweep, plan_tasks
-
     vocab = 50257 if p.data.get("tokenizer") == "gpt2" else int(p.data.get("vocab_size", 512))
     by_exp: dict[str, float] = {}
     # Before the sweep the chosen LRs are unknown: plan with two different ones, the most runs
@@ -80,8 +99,6 @@ def plan_compute(p: Preset) -> dict:
 
 
 def _paper_missing(p: Preset) -> list[str]:
-    import torch
-
     missing = []
     if not torch.cuda.is_available():
         missing.append("a CUDA GPU (none visible to torch)")
@@ -126,8 +143,6 @@ def reproduce(
 
 def _announce(p: Preset, out: Path, plan: dict, log: Callable[[str], None]) -> None:
     """The planned compute; for the paper preset its GPU-hours, or what this machine lacks."""
-    from cooldown.flops import format_flops
-
     log(f"cooldown reproduce --preset {p.name} -> {out}")
     log(
         f"  planned compute: {format_flops(plan['total_flops'], 'chinchilla')} "
@@ -153,22 +168,6 @@ def _experiments(p: Preset, out: Path, log: Callable[[str], None]) -> tuple[dict
     """Train what is not yet trained (the LR sweep, then every experiment at the chosen LRs,
     then the law's searched cooldown), analyse, and judge the claims; the results and the (h)
     evaluation the report draws."""
-    from cooldown.reproduce.analyses import (
-        check_winner,
-        interpolation,
-        predicted_scaling,
-        prediction,
-        real_curves,
-        scaling_fits,
-        search_winner,
-        winner_key,
-    )
-    from cooldown.reproduce.beyond_adamw import collect_merges, collect_muon, plan_muon
-    from cooldown.reproduce.claims import check_claims
-    from cooldown.reproduce.evidence import Evidence
-    from cooldown.reproduce.experiments import best_lrs, collect, plan_sweep, plan_tasks
-    from cooldown.reproduce.plan import Task, run_tasks
-
     runs = out / "runs"
     _prepare_data(p)
     ev = Evidence(p, runs)
@@ -208,12 +207,6 @@ def _experiments(p: Preset, out: Path, log: Callable[[str], None]) -> tuple[dict
 
 def _provenance(t0: float, resumed: bool) -> dict:
     """When, where and how long: what the README's claims table states beside the claims."""
-    import datetime
-    import os
-    import platform
-
-    import torch
-
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -224,14 +217,10 @@ def _provenance(t0: float, resumed: bool) -> dict:
 
 
 def _prepare_data(p: Preset) -> None:
-    from cooldown.data import DataConfig, ensure_prepared
-
     ensure_prepared(DataConfig(**p.data), progress=False)
 
 
 def _write_outputs(p: Preset, out: Path, res: dict, evaluation, log) -> Path:
-    from cooldown.report.html import write_report
-
     atomic_write_text(out / "results.csv", results_csv(res))
     atomic_write_json(
         out / "claims.json",

@@ -10,6 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from cooldown.checkpoint import find_checkpoint
+from cooldown.config import RunConfig
+from cooldown.interpolate import interpolate
+from cooldown.predict import evaluate_holdout, fit_law, search_cooldown
+from cooldown.predict.check import candidate_config, check_candidate
+from cooldown.predict.curves import read_run_curve
+from cooldown.predict.mpl_benchmark import mpl_benchmark
 from cooldown.reproduce.evidence import Evidence
 from cooldown.reproduce.experiments import (
     _branch_key,
@@ -18,7 +25,10 @@ from cooldown.reproduce.experiments import (
     cosine_key,
     scaling_trunk_key,
 )
+from cooldown.reproduce.plan import constant_config
 from cooldown.reproduce.presets import Preset
+from cooldown.scaling import fit_chinchilla
+from cooldown.study.predicted_points import GroupPrediction, calibration_ratio
 
 # Validation batches of each point of (f): the interpolation's own evaluation (spread over the
 # split), a few times the periodic evaluation's.
@@ -26,9 +36,6 @@ INTERPOLATION_BATCHES_PER_EVAL = 4
 
 
 def interpolation(p: Preset, runs_root: Path, out_dir: Path, lrs: dict) -> dict:
-    from cooldown.checkpoint import find_checkpoint
-    from cooldown.interpolate import interpolate
-
     big = p.budgets[-1]
     parent = constant_key(big, lrs["best_constant"], p.seeds[0])
     step = _cool_start(big, p.cooldown_frac)
@@ -45,8 +52,6 @@ def interpolation(p: Preset, runs_root: Path, out_dir: Path, lrs: dict) -> dict:
 
 def scaling_fits(p: Preset, points: list[dict]) -> dict:
     """A Chinchilla fit (Approach 3) of the (g) points of each method."""
-    from cooldown.scaling import fit_chinchilla
-
     fits = {}
     for method in dict.fromkeys(x["method"] for x in points):
         pts = [x for x in points if x["method"] == method]
@@ -75,9 +80,6 @@ def prediction(p: Preset, runs_root: Path, lrs: dict) -> dict:
     cosine runs. The main table is the two-branch fit's: one 20% cooldown pins the law's
     annealing term at one cooldown length only, and on the cpu preset it then over-credits long
     cooldowns and cosine by ~1-1.7% (see the one-branch summary kept beside it)."""
-    from cooldown.predict import evaluate_holdout
-    from cooldown.predict.curves import read_run_curve
-
     big = p.budgets[-1]
     s0 = p.seeds[0]
     longest = max(p.lengths)
@@ -152,11 +154,6 @@ def search_winner(p: Preset, fit, lr_con: float) -> tuple[list[dict], dict, Any]
     """The fitted law's best cooldown for the largest budget (at the constant run's peak LR):
     the ranked top candidates, the run config that checks the winner (`cooldown predict
     --search --run-best`'s, with the constant run's settings), and the winner itself."""
-    from cooldown.config import RunConfig
-    from cooldown.predict import search_cooldown
-    from cooldown.predict.check import candidate_config
-    from cooldown.reproduce.plan import constant_config
-
     big = p.budgets[-1]
     ranked = search_cooldown(fit, big, peak_lr=lr_con, shapes=p.shapes)
     top = [
@@ -184,8 +181,6 @@ def winner_key(top: list[dict]) -> str:
 def check_winner(p: Preset, runs_root: Path, top: list[dict], lrs: dict, winner) -> dict:
     """The winner as run: its measured final val_loss (the logged evaluation, the quantity the
     law was fitted on) against its prediction and against the default cooldown's measurement."""
-    from cooldown.predict.check import check_candidate
-
     check = check_candidate(winner, runs_root / winner_key(top))
     default_name = f"{p.main_shape} {p.cooldown_frac:.0%} at {p.budgets[-1]}"
     default = _logged_final(runs_root, p, lrs)
@@ -211,8 +206,6 @@ def _branch_dir(
 
 
 def _logged_final(runs_root: Path, p: Preset, lrs: dict) -> float:
-    from cooldown.predict.curves import read_run_curve
-
     branch = _branch_dir(p, runs_root, lrs, p.budgets[-1], p.cooldown_frac, p.main_shape)
     return float(read_run_curve(branch).losses[-1])
 
@@ -235,10 +228,6 @@ def predicted_scaling(p: Preset, runs_root: Path, g: dict, ev: Evidence, lrs: di
     prediction is calibrated by the ratio of the two measured at the run branch's last step (the
     study calibrates to its full validation pass the same way). Compute counts only what ran
     (chinchilla FLOPs)."""
-    from cooldown.predict import fit_law
-    from cooldown.predict.curves import read_run_curve
-    from cooldown.study.predicted_points import GroupPrediction, calibration_ratio
-
     ratio = lrs["best_constant"] / lrs["best_cosine"]
     points, errors = [], []
     compute = 0.0
@@ -283,8 +272,6 @@ def real_curves(p: Preset, out_dir: Path) -> dict:
     """The law fitted on the Multi-Power Law paper's GPU loss curves (its own training split, and
     a constant run + one WSD cooldown), predicting the runs left out, beside the paper's
     published errors; writes mpl.csv, mpl.md and mpl.png into `out_dir`."""
-    from cooldown.predict.mpl_benchmark import mpl_benchmark
-
     bench = mpl_benchmark(p.real_curve_sizes)
     bench.write(out_dir)
     fits = [

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from cooldown.errors import CooldownError
-from cooldown.predict import fit_law, predict, read_run_curve
 from cooldown.schedules import branch_of
 from cooldown.study.plan import Plan, PlanNode
 from cooldown.study.run_dirs import node_run
@@ -53,6 +52,8 @@ class GroupPrediction:
     def branch(self, step: int, cooldown_steps: int, shape: str, total_steps: int) -> dict:
         """The predicted final loss (nats/token, calibrated) of the trunk's branch at `step`
         cooling down over `cooldown_steps` updates of `shape`, and its interval."""
+        from cooldown.predict import predict  # scipy: only once points are predicted
+
         schedule = branch_of(self.trunk_schedule, step, cooldown_steps, shape)
         curve = predict(self.fit, schedule, self.peak_lr, steps=[total_steps])
         periodic = curve.final_loss
@@ -92,6 +93,8 @@ def predict_group(
 ) -> GroupPrediction:
     """Fit the method's law on the trunk and measured branches that `point` is predicted from
     (`point.fit_on`: the trunk first); `results` holds their stored results (all done)."""
+    from cooldown.predict import fit_law, read_run_curve  # scipy: only when a law is fitted
+
     settings = plan.spec.methods.cooldown_predicted
     assert settings is not None and point.fit_on
     trunk_id, *measured_ids = point.fit_on
