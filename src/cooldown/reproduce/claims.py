@@ -267,7 +267,7 @@ def _claims_ij(res: dict, p) -> list[dict]:
                 "one, as (c) says for AdamW",
                 f"{float(short):.0%} - {p.cooldown_frac:.0%}: {interval_text(d)}; "
                 + "; ".join(
-                    f"{k} - {p.cooldown_frac:.0%}: {interval_text(v)}"
+                    f"{float(k):.0%} - {p.cooldown_frac:.0%}: {interval_text(v)}"
                     for k, v in i["vs_main"].items()
                     if k != short
                 ),
