@@ -202,7 +202,8 @@ def plot_differences(
     ax.set_xticks(
         range(len(labels)),
         [f"{k}\n({diffs[k]['noise']})" for k in labels],
-        rotation=0,
+        rotation=0 if len(labels) <= 5 else 30,  # many comparisons: slanted, so none overlap
+        ha="center" if len(labels) <= 5 else "right",
         fontsize=7,
     )
     ax.set_ylabel(ylabel)
