@@ -100,6 +100,8 @@ def collect_merges(p: Preset, runs_root: Path, ev: Evidence, lr: float) -> dict 
         return None
     big = p.budgets[-1]
     trunks = [constant_key(big, lr, s) for s in p.seeds]
+    if not all(RunDir(runs_root / t).has_checkpoint(s) for t in trunks for s in steps):
+        return None  # a reproduction from before (j) kept no such checkpoints: no merges
     start = _cool_start(big, p.cooldown_frac)
     cooled = [_branch_key(t, start, big - start, p.main_shape) for t in trunks]
     merged: dict[str, list[str]] = {}
