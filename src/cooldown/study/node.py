@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cooldown.study.adapter_nodes import train_adapter_node, uses_adapter
 from cooldown.study.run_dirs import node_run
 from cooldown.study.state import lock_path, try_lock
 
@@ -60,6 +61,8 @@ def train_node(
     try:
         threading.Thread(target=_heartbeat, args=(lock, parent_pid), daemon=True).start()
         os.chdir(study_dir)  # a branch names its parent relative to the study folder
+        if uses_adapter(study_dir):
+            return train_adapter_node(study_dir, node_id)
         import torch
 
         from cooldown.train import train
@@ -117,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except CooldownError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if "adapter" in result:
+        print(f"{args.node_id}: {result['manifest']['steps']} steps through the adapter")
+        return 0
     loss = result["final_val_loss"]
     resumed = result["resumed_from_step"]
     print(
