@@ -162,6 +162,11 @@ def test_branch_from_a_step_without_checkpoint_is_one_line_exit_2(tmp_path, adap
             'args = ["--num-iterations=3"]',
             "--num-iterations is set by the adapter",
         ),
+        (
+            'adapter = "nanochat"\nnanochat_dir = "n"\nbase_dir = "b"\nsave_every = 5\n'
+            'compile = "no"',
+            "adapter.compile: must be true or false",
+        ),
     ],
 )
 def test_bad_adapter_file_is_one_line_exit_2(tmp_path, text, message, capsys):
@@ -220,3 +225,17 @@ def test_nanochat_exactness_names_weight_decay_unless_it_is_zero(tmp_path):
         adapter_from_config(base).command(
             tmp_path / "b", RunRequest.branch(tmp_path / "trunk", 10, 5, shape="1-sqrt")
         )
+
+
+def test_nanochat_compile_false_disables_dynamo_for_its_process_only(tmp_path):
+    from cooldown.adapters import adapter_from_config
+
+    base = {"adapter": "nanochat", "nanochat_dir": "n", "base_dir": "b", "save_every": 5}
+    _, _, env = adapter_from_config(base).command(tmp_path / "t", RunRequest.trunk(5))
+    assert "TORCHDYNAMO_DISABLE" not in env
+    _, _, env = adapter_from_config({**base, "compile": False}).command(
+        tmp_path / "t", RunRequest.trunk(5)
+    )
+    # TORCHDYNAMO_DISABLE makes torch.compile return its argument; TORCH_COMPILE_DISABLE would
+    # make nanochat's fullgraph=True optimizer steps raise.
+    assert env["TORCHDYNAMO_DISABLE"] == "1" and "TORCH_COMPILE_DISABLE" not in env

@@ -68,6 +68,8 @@ class RunRequest:
     final_lr_frac: float = 0.0
     parent_run_dir: Optional[str] = None
     parent_step: Optional[int] = None
+    lr: Optional[float] = None  # a study's LR (the `{lr}` template field); None: the trainer's
+    extra_args: tuple[str, ...] = ()  # appended to the command (a study size's own flags)
 
     @property
     def role(self) -> str:
@@ -152,6 +154,10 @@ class TrainerAdapter(ABC):
     @abstractmethod
     def counts(self, run_dir: Path) -> dict[str, Any]:
         """Parameters, tokens per step, FLOPs per token and the convention they follow."""
+
+    @abstractmethod
+    def checkpoint_ready(self, run_dir: Path, step: int) -> bool:
+        """Whether the run in `run_dir` has a complete checkpoint at `step` to branch from."""
 
     @abstractmethod
     def exactness(self, request: RunRequest) -> Exactness:

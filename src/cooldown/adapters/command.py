@@ -24,7 +24,12 @@
 Templates are split into words first (shlex), then each word is filled in, so a path with spaces
 stays one argument. Fields: python, run_dir, checkpoint_dir, parent_checkpoint_dir, total_steps,
 cooldown_start, cooldown_steps, warmdown_ratio (K / total_steps), shape, final_lr_frac,
-branch_step, tag (a name unique to the run folder) and the adapter's own [vars].
+branch_step, lr (a study method's LR; empty outside a study), tag (a name unique to the run folder)
+and the adapter's own [vars]. A request's `extra_args` (a study size's flags) are appended.
+
+A checkpoint at step S is ready to branch from when all its files exist and the trainer has
+logged a later step or finished: a trainer writes its files one after the other, and logs the
+next update only after the last one.
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from cooldown.adapters.base import CURVE_COLUMNS, STDOUT, Exactness, RunRequest, TrainerAdapter
+from cooldown.adapters.base import (
+    CURVE_COLUMNS,
+    MANIFEST,
+    STDOUT,
+    Exactness,
+    RunRequest,
+    TrainerAdapter,
+)
 from cooldown.errors import CooldownError
 from cooldown.fileio import fsync_dir
 
@@ -115,6 +127,13 @@ def parse_log(
     return [merged[s] for s in sorted(merged)]
 
 
+def _complete(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / MANIFEST).read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
 class CommandAdapter(TrainerAdapter):
     """A trainer run through command-line templates (see the module docstring)."""
 
@@ -159,6 +178,7 @@ class CommandAdapter(TrainerAdapter):
             "shape": request.shape,
             "final_lr_frac": repr(request.final_lr_frac),
             "branch_step": request.parent_step if request.parent_step is not None else -1,
+            "lr": "" if request.lr is None else repr(request.lr),
             **{k: str(v) for k, v in self.config.get("vars", {}).items()},
         }
         f["checkpoint_dir"] = self.fill(self.config["checkpoint_dir"], f, "checkpoint_dir")
@@ -186,6 +206,7 @@ class CommandAdapter(TrainerAdapter):
         argv = self._words("command", f)
         if request.role == "branch":
             argv += self._words("resume", f)
+        argv += list(request.extra_args)
         cwd = self.base_dir / self.config.get("cwd", ".")
         env = {k: self.fill(str(v), f, f"env.{k}") for k, v in self.config.get("env", {}).items()}
         return argv, cwd, env
@@ -223,6 +244,17 @@ class CommandAdapter(TrainerAdapter):
                 os.symlink(src, tmp)
             os.replace(tmp, dst)  # never a half-copied checkpoint under the real name
         fsync_dir(dest_dir)
+
+    def checkpoint_ready(self, run_dir, step):
+        run_dir = Path(run_dir)
+        f = self.fields(run_dir, RunRequest.trunk(max(step, 1)))
+        if not all(p.is_file() for p in self.checkpoint_paths(f["checkpoint_dir"], step)):
+            return False
+        try:
+            rows = self.read_curve(run_dir)
+        except (CooldownError, OSError, ValueError):
+            return False
+        return (bool(rows) and rows[-1]["step"] > step) or _complete(run_dir)
 
     # --- logs, counts, facts ----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
     save_every = 10                      # trunk checkpoints: the steps branches can start from
     args = ["--device-type=cpu", "--depth=2", "--max-seq-len=128", "--weight-decay=0"]
     patched = false                      # true: its base_train has the README's --lr-schedule patch
+    compile = true                       # false: torch.compile off (TORCHDYNAMO_DISABLE=1)
 
 A run is `python -m scripts.base_train ARGS --num-iterations=N --warmdown-ratio=K/N
 --final-lr-frac=F --save-every=E --model-tag=TAG` in `nanochat_dir`; a trunk has K = 0. Its
@@ -18,6 +19,10 @@ counts from 0; the loss is its debiased EMA of the training loss, lrm has two de
 `Step 00030 | Validation bpb: B` is after 30 updates. Counts follow nanochat's own conventions:
 parameters `num_scaling_params()['total']`, FLOPs per token `GPT.estimate_flops()` (6 x the matmul
 parameters + 12 h q T attention per layer, embeddings left out), tokens per step its total batch.
+
+nanochat `torch.compile`s its model and its optimizer steps; on a CPU the first compile takes
+minutes. `compile = false` runs them eagerly (same arithmetic, no compile wait): the setting for
+tiny runs and tests.
 
 Without the patch only the linear shape exists (its warmdown); with it (`patched = true`) any
 shape, through `--lr-schedule`.
@@ -79,6 +84,15 @@ class NanochatAdapter(CommandAdapter):
                     f"adapter.args: {a.split('=', 1)[0]} is set by the adapter for each run; remove it"
                 )
         self.args, self.patched = args, bool(config.get("patched", False))
+        compile_ = config.get("compile", True)
+        if not isinstance(compile_, bool):
+            raise CooldownError(f"adapter.compile: must be true or false (got {compile_!r})")
+        env = {"NANOCHAT_BASE_DIR": "{nanochat_base}"}
+        if not compile_:
+            # torch.compile(...) returns its argument unchanged (torch._dynamo.optimize reads it).
+            # Not TORCH_COMPILE_DISABLE: with it, nanochat's fullgraph=True steps raise
+            # "found no compiled frames" (torch 2.13).
+            env.update(TORCHDYNAMO_DISABLE="1")
         schedule = ' "--lr-schedule={lr_schedule}"' if self.patched else ""
         super().__init__(
             {
@@ -89,7 +103,7 @@ class NanochatAdapter(CommandAdapter):
                 + schedule,
                 "resume": "--resume-from-step={branch_step}",
                 "cwd": config["nanochat_dir"],
-                "env": {"NANOCHAT_BASE_DIR": "{nanochat_base}"},
+                "env": env,
                 "vars": {"save_every": save_every, "nanochat_base": base_dir_abs(config, base_dir)},
                 "checkpoint_dir": "{nanochat_base}/base_checkpoints/{tag}",
                 "checkpoint_files": [

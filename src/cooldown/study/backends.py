@@ -130,7 +130,10 @@ class LocalBackend:
 
 
 def _nproc_per_node(study_dir: Path, node_id: str) -> int:
-    return node_run(study_dir, node_id).config.train.nproc_per_node or 1
+    run = node_run(study_dir, node_id)
+    if not run.config_path.exists():  # a node trained through a trainer adapter
+        return 1
+    return run.config.train.nproc_per_node or 1
 
 
 class _TorchrunHandle(_LocalHandle):

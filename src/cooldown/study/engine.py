@@ -71,12 +71,15 @@ def execute(
     poll_s: float = 0.2,
     stale_after_s: float = 120.0,
     log: Callable[[str], None] = print,
+    checkpoint_ready: Callable[[str, int], bool] | None = None,
 ) -> RunReport:
     """Train every node of `nodes` not yet done (see the module docstring). `prepare(node_id)`
     writes the node's config.toml when its run folder has none; `what` names the job in the
     message of an interruption, `source` what defines the nodes (a changed definition is an
-    error naming it)."""
+    error naming it). `checkpoint_ready(parent, step)`: whether a branch's parent has its
+    checkpoint, for nodes trained through a trainer adapter (default: the run folder's own)."""
     with StudyState(folder, stale_after_s=stale_after_s) as state:
+        state.checkpoint_ready = checkpoint_ready
         added = state.sync_nodes(nodes, source=source)
         if added:
             log(f"{folder}: recorded {len(added)} new nodes")
@@ -214,6 +217,8 @@ class _Loop:
 
 def _loss_text(result: dict[str, Any]) -> str:
     loss, which = result["manifest"].get("final_val_loss"), "final"
+    if result.get("adapter"):  # the trainer's own metric and unit
+        return f"final validation metric {'n/a' if loss is None else f'{loss:.4f}'}"
     if loss is None and result.get("eval_rows"):  # no final full pass
         loss, which = result["eval_rows"][-1].get("val_loss"), "last logged"
     return f"{which} val loss " + ("n/a" if loss is None else f"{loss:.4f} nats/token")

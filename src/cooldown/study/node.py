@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cooldown.study.adapter_nodes import train_adapter_node, uses_adapter
 from cooldown.study.run_dirs import node_run
 from cooldown.study.state import lock_path, try_lock
 
@@ -62,6 +63,8 @@ def train_node(
             os.utime(lock)
         threading.Thread(target=_heartbeat, args=(lock, parent_pid, done), daemon=True).start()
         os.chdir(study_dir)  # a branch names its parent relative to the study folder
+        if uses_adapter(study_dir):
+            return train_adapter_node(study_dir, node_id)
         import torch
 
         from cooldown.train import train
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def result_line(node_id: str, result: dict[str, Any]) -> str:
     """The line a node's log ends with: steps, final loss, where it resumed from."""
+    if "adapter" in result:
+        return f"{node_id}: {result['manifest']['steps']} steps through the adapter"
     loss = result["final_val_loss"]
     resumed = result["resumed_from_step"]
     return (

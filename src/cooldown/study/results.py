@@ -42,6 +42,7 @@ from cooldown.fileio import atomic_write_bytes, atomic_write_text
 from cooldown.flops import FLOP_CONVENTIONS, training_flops
 from cooldown.model_sizes import non_embedding_param_count, param_count
 from cooldown.run_dir import MANIFEST_FILE, RunDir
+from cooldown.study.adapter_nodes import adapter_columns, adapter_result, is_adapter_run
 from cooldown.study.methods import REGISTRY
 from cooldown.study.methods.base import NoResult
 from cooldown.study.plan import Plan, PlanNode, SizeInfo, build_plan
@@ -83,6 +84,8 @@ COLUMNS: tuple[str, ...] = (
 def read_run_result(run_dir: str | Path, expect_steps: int | None = None) -> dict[str, Any]:
     """A finished run's results (its manifest, evaluation rows and throughput) as stored in the
     study state; an error when the run is not complete."""
+    if is_adapter_run(run_dir):
+        return adapter_result(run_dir, expect_steps)
     run = RunDir(run_dir)
     manifest = run.manifest()
     if manifest is None:
@@ -248,6 +251,12 @@ def _row(plan: Plan, point: PlanNode, sources: _Sources) -> dict[str, Any]:
     }
     for name, value in sorted(measured.averages.items()):
         row[f"final_val_loss_{name}"] = value
+    if plan.spec.adapter is not None:  # the trainer's own counts and metric
+        result = sources.stored(point.reuses or point.id)
+        row.update(adapter_columns(result, point.total_steps, point.incremental_steps))
+        for c in FLOP_CONVENTIONS:  # cooldown's conventions count cooldown's model, not theirs
+            row[f"compute_flops_{c}"] = None
+        return row
     # Downstream evaluations of the point's model (a predicted point has no model).
     model_of = method.point_model(plan, point)
     if model_of is not None:

@@ -16,6 +16,7 @@ from typing import Any
 from cooldown.configio import to_toml
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_text
+from cooldown.study.adapter_nodes import checkpoint_ready
 from cooldown.study.backends import BACKENDS, LocalBackend, SubmititBackend
 from cooldown.study.engine import RunReport, execute
 from cooldown.study.node_config import node_run_config
@@ -76,7 +77,11 @@ def run_study(
     study_dir = study_dir_for(study_path, out)
     study_dir.mkdir(parents=True, exist_ok=True)
     _place_study_toml(study_path, study_dir)
-    check_configs(spec, plan, study_dir)
+    ready = None
+    if spec.adapter is not None:  # each node is an adapter run: no config.toml of ours
+        ready = checkpoint_ready(spec, study_dir)
+    else:
+        check_configs(spec, plan, study_dir)
     if threads is None and backend != "slurm":  # a cluster node's cores are not ours to count
         threads = max(1, (os.cpu_count() or 1) // workers)
     if backend == "local":
@@ -89,10 +94,11 @@ def run_study(
     return execute(
         study_dir,
         nodes,
-        lambda node_id: _prepare(spec, plan, node_id, study_dir),
+        (lambda node_id: None) if spec.adapter else lambda n: _prepare(spec, plan, n, study_dir),
         runner_backend,
         workers=workers,
         poll_s=poll_s,
         stale_after_s=stale_after_s,
         log=log,
+        checkpoint_ready=ready,
     )

@@ -31,6 +31,7 @@
     [train]     # passed to every run (eval_interval, checkpoint_interval, precision, ...)
     [averaging] # passed to every run (cooldown.averaging)
     [slurm]     # submitit executor parameters for `--backend slurm`
+    [adapter]   # optional: train every node with another trainer (cooldown.study.adapter_nodes)
 
 Token budgets become whole optimizer steps: steps = round(tokens / (batch_size * seq_len)); the
 plan shows the tokens actually trained. Tokens-per-parameter budgets multiply the size's parameter
@@ -247,6 +248,7 @@ class StudySpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
     averaging: dict[str, Any] | None = None
     slurm: dict[str, Any] = Field(default_factory=dict)
+    adapter: dict[str, Any] | None = None
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -292,6 +294,8 @@ class StudySpec(BaseModel):
                     f"sizes.{i}: no budgets for {size.name!r}; give steps, tokens or "
                     "tokens_per_param in the size's table or in [budgets]"
                 )
+        if self.adapter is not None:  # first: a method's own checks assume our trainer
+            check_adapter_table(self.adapter, self.methods.names, names)
         for method in self.methods.names:
             REGISTRY[method].check_spec(self)
         return self
@@ -300,6 +304,31 @@ class StudySpec(BaseModel):
     def eval_interval(self) -> int | None:
         value = self.train.get("eval_interval")
         return int(value) if value is not None else None
+
+
+# Methods whose points need cooldown's own trainer (weight averages, or a law fitted on
+# cooldown's own curves); one line each, said when the study is loaded.
+ADAPTER_UNSUPPORTED = {
+    "swa": "weight averages are kept by cooldown's own trainer, not by a foreign one",
+    "cooldown-predicted": "its law is fitted on cooldown's own curves; fit an adapter study's "
+    "curve.csv files with `cooldown fit` instead",
+}
+
+
+def check_adapter_table(table: dict[str, Any], methods: list[str], sizes: list[str]) -> None:
+    """ValueError (one line, naming the field) for an [adapter] table the study cannot use."""
+    for method in methods:
+        if method in ADAPTER_UNSUPPORTED:
+            why = ADAPTER_UNSUPPORTED[method]
+            raise ValueError(f"methods.{method}: not available with an [adapter]: {why}")
+    if "kind" not in table:
+        raise ValueError("adapter.kind: missing (nanochat or command)")
+    size_args = table.get("size_args", {})
+    if not isinstance(size_args, dict):
+        raise ValueError("adapter.size_args: must be a table of size name = [flags]")
+    unknown = sorted(set(size_args) - set(sizes))
+    if unknown:
+        raise ValueError(f"adapter.size_args: {unknown[0]!r} is not a size of the study")
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> StudySpec:

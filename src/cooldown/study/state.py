@@ -173,6 +173,8 @@ class StudyState:
         self.study_dir = Path(study_dir)
         self.path = self.study_dir / "study.sqlite"
         self.stale_after_s = stale_after_s
+        # (parent node, step) -> bool: where a trainer adapter keeps the checkpoints (None: ours)
+        self.checkpoint_ready: Callable[[str, int], bool] | None = None
         if not create and not self.path.exists():
             raise CooldownError(f"{self.path} does not exist: run `cooldown study run` first")
         self.study_dir.mkdir(parents=True, exist_ok=True)
@@ -333,6 +335,8 @@ class StudyState:
             return True
         if states.get(parent) == "done":
             return True
+        if self.checkpoint_ready is not None:  # a trainer adapter's checkpoints
+            return self.checkpoint_ready(parent, node["parent_step"])
         return node_run(self.study_dir, parent).has_checkpoint(node["parent_step"])
 
     def abandoned(self, node: sqlite3.Row | dict[str, Any]) -> bool:
