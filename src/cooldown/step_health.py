@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from cooldown.distributed import DistContext, collective_failure
 
@@ -32,8 +33,11 @@ def grad_norm(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
     device tensor (the same ops as `cooldown.optim.clip_grad_norm`, without its host read)."""
     params = [p for p in model.parameters() if p.grad is not None]
     if max_norm > 0:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return torch.stack([p.grad.detach().norm(2) for p in params]).norm(2)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = torch.stack([p.grad.detach().norm(2) for p in params]).norm(2)
+    # Under fsdp the norm is a DTensor: its full value (a collective on the device, not a read).
+    return norm.full_tensor() if isinstance(norm, DTensor) else norm
 
 
 class Divergence(NamedTuple):
