@@ -33,14 +33,18 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, heads, T, head_dim) queries or keys by position.
+    """Rotate queries or keys (..., head_dim) by position; `cos` and `sin` (from `rope_tables`)
+    broadcast against (..., head_dim / 2).
 
     Rotate-half layout (channel i pairs with i + head_dim/2), as Hugging Face's Llama does, so an
-    export needs no permutation of wq and wk. Computed in float32 and cast back.
+    export needs no permutation of wq and wk. Computed in float32 and cast back. The halves are
+    rotated as one tensor against the signed table [-sin, sin] (no `torch.cat`), which gives
+    bitwise the sums x1 cos - x2 sin and x1 sin + x2 cos.
     """
-    x1, x2 = x.float().chunk(2, dim=-1)
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.type_as(x)
+    halves = x.float().unflatten(-1, (2, -1))  # (..., 2, head_dim / 2): [x1, x2]
+    signed_sin = torch.stack([-sin, sin], dim=-2)
+    rotated = halves * cos.unsqueeze(-2) + halves.flip(-2) * signed_sin
+    return rotated.flatten(-2).type_as(x)
 
 
 class Attention(nn.Module):
@@ -55,11 +59,13 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         batch, seq_len, _ = x.shape
-        heads = (batch, seq_len, self.n_heads, self.head_dim)
-        q = self.wq(x).view(heads).transpose(1, 2)
-        k = self.wk(x).view(heads).transpose(1, 2)
-        v = self.wv(x).view(heads).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # One matmul for q, k and v (the parameters stay three, as checkpoints and exports have
+        # them); RoPE then rotates q and k together, in the (B, T, heads, head_dim) layout.
+        w_qkv = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight])
+        qkv = F.linear(x, w_qkv).view(batch, seq_len, 3, self.n_heads, self.head_dim)
+        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])
+        q, k = qk.transpose(1, 3).unbind(2)  # each (B, heads, T, head_dim)
+        v = qkv[:, :, 2].transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = y.transpose(1, 2).reshape(batch, seq_len, self.n_heads * self.head_dim)
         return self.wo(y)
@@ -75,7 +81,9 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)  # down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        # One matmul for the gate and the up projection (two parameters still).
+        gate, up = F.linear(x, torch.cat([self.w1.weight, self.w3.weight])).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
