@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cooldown.errors import CooldownError
-from cooldown.model import Transformer, apply_rope, no_weight_decay, rope_tables
+from cooldown.model import Transformer, apply_rope, causal_attention, no_weight_decay, rope_tables
 from cooldown.model_sizes import ModelConfig, param_count
 
 
@@ -197,3 +198,19 @@ def test_a_few_adamw_steps_overfit_a_repeated_batch():
     final = model.loss(idx, targets).item()
     assert first == pytest.approx(math.log(97), abs=0.1)
     assert final < 0.3 * first
+
+
+def test_cpu_bf16_attention_path_matches_the_fused_kernel_and_is_causal():
+    """Under CPU bf16 autocast attention takes the batched-matmul path (faster there): the same
+    values as the fused kernel to bf16 precision, and no position sees a later one."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 2, 3, 16, 8, generator=gen)
+    reference = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = causal_attention(q, k, v)
+        v_later = v.clone()
+        v_later[:, :, 10:] += 1.0
+        y_later = causal_attention(q, k, v_later)
+    torch.testing.assert_close(y.float(), reference, atol=3e-2, rtol=3e-2)
+    assert torch.equal(y[:, :, :10], y_later[:, :, :10])
+    assert not torch.equal(y[:, :, 10:], y_later[:, :, 10:])

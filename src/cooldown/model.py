@@ -33,14 +33,40 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, heads, T, head_dim) queries or keys by position.
+    """Rotate queries or keys (..., head_dim) by position; `cos` and `sin` (from `rope_tables`)
+    broadcast against (..., head_dim / 2).
 
     Rotate-half layout (channel i pairs with i + head_dim/2), as Hugging Face's Llama does, so an
-    export needs no permutation of wq and wk. Computed in float32 and cast back.
+    export needs no permutation of wq and wk. Computed in float32 and cast back. The halves are
+    rotated as one tensor against the signed table [-sin, sin] (no `torch.cat`), which gives
+    bitwise the sums x1 cos - x2 sin and x1 sin + x2 cos.
     """
-    x1, x2 = x.float().chunk(2, dim=-1)
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.type_as(x)
+    halves = x.float().unflatten(-1, (2, -1))  # (..., 2, head_dim / 2): [x1, x2]
+    signed_sin = torch.stack([-sin, sin], dim=-2)
+    rotated = halves * cos.unsqueeze(-2) + halves.flip(-2) * signed_sin
+    return rotated.flatten(-2).type_as(x)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal softmax attention of (B, heads, T, head_dim) tensors.
+
+    PyTorch's fused kernel everywhere but on CPU under bf16 autocast, where its flash kernel is 3-4x
+    slower than two batched matmuls and a softmax (measured at head_dim 16 and 64, T 128; see
+    benchmarks/RESULTS.md); the scores then exist in full, (B, heads, T, T), which CPU sequence
+    lengths afford.
+    """
+    if not (q.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    batch, heads, seq_len, head_dim = q.shape
+    mask = torch.full((seq_len, seq_len), float("-inf"), device=q.device).triu(1)
+    scores = torch.baddbmm(
+        mask.expand(batch * heads, seq_len, seq_len),
+        q.reshape(batch * heads, seq_len, head_dim),
+        k.reshape(batch * heads, seq_len, head_dim).transpose(1, 2),
+        alpha=head_dim**-0.5,
+    )
+    y = torch.bmm(scores.softmax(-1), v.reshape(batch * heads, seq_len, head_dim))
+    return y.view(batch, heads, seq_len, head_dim)
 
 
 class Attention(nn.Module):
@@ -60,13 +86,14 @@ class Attention(nn.Module):
         k = self.wk(x).view(heads).transpose(1, 2)
         v = self.wv(x).view(heads).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = causal_attention(q, k, v)
         y = y.transpose(1, 2).reshape(batch, seq_len, self.n_heads * self.head_dim)
         return self.wo(y)
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x). (One matmul for w1 and w3 together measured slower on CPU
+    at these widths: the split of its output and the join of its gradients cost more.)"""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -259,7 +259,9 @@ def build_optimizer(
     """
     groups, layout = param_groups(model, cfg)
     if cfg.name == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        # fused on CUDA: one kernel for the whole update, no host read of the step count.
+        fused = True if next(model.parameters()).is_cuda else None
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
         return SwitchableOptimizer(opt, False, layout, cfg)
     if cfg.name == "muon":
         muon = [g for g, a in zip(groups, layout.algorithms, strict=True) if a == "muon"]

@@ -56,7 +56,7 @@ from cooldown.loggers import build_loggers
 from cooldown.metrics import MetricsLog
 from cooldown.model import Transformer
 from cooldown.model_sizes import non_embedding_param_count, param_count
-from cooldown.optim import SwitchableOptimizer, build_optimizer, clip_grad_norm
+from cooldown.optim import SwitchableOptimizer, build_optimizer
 from cooldown.run_lock import run_lock
 from cooldown.run_state import (
     check_run_dir,
@@ -74,6 +74,7 @@ from cooldown.sharded_checkpoint import (
     save_sharded_checkpoint,
     sharded_training_state,
 )
+from cooldown.step_health import StepHealth, grad_norm
 
 __all__ = ["RunResult", "TrainingDiverged", "evaluate", "prepare_run_dir", "train"]
 
@@ -333,31 +334,30 @@ def _train(
     loss_fn = ctx.loss_fn(model)
     t_start = time.perf_counter()
     t_last, step_last = t_start, step
+    health = StepHealth(device)
+    # Pinned host memory lets the copies to the GPU run asynchronously (non_blocking below).
+    pin = device.type == "cuda"
     try:
         while step < total:
             n = step + 1
             opt.train()
             opt.apply_schedule(sched, n)  # each group's LR, and its phase's settings
             x_all, y_all = sampler.next_batch()
-            loss_sum = 0.0
-            micro_batches = zip(x_all.chunk(accum), y_all.chunk(accum), strict=True)
-            for i, (x, y) in enumerate(micro_batches):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with ctx.grad_sync(last_micro_batch=i == accum - 1):
-                    with autocast(device, precision):
-                        loss = loss_fn(x, y) / accum
-                    loss.backward()
-                loss_sum += loss.item()
-            # The global batch's loss; every rank then takes the same decisions from it.
-            loss_sum = ctx.mean(loss_sum)
-            if not math.isfinite(loss_sum):
-                raise TrainingDiverged(_diverged("training loss", loss_sum, n, run_dir))
-            grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
-            if not math.isfinite(grad_norm):
-                raise TrainingDiverged(_diverged("gradient norm", grad_norm, n, run_dir))
+            if pin:
+                x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
+            loss_sum = _forward_backward(x_all, y_all, accum, loss_fn, run)
+            norm = grad_norm(model, cfg.optim.grad_clip)
+            health.observe(n, loss_sum, norm)
             opt.step()
             opt.zero_grad()
             step = progress.step = n
+            is_eval = step % tc.eval_interval == 0 or step == total
+            is_log = is_eval or step % tc.log_interval == 0
+            is_save = step % tc.checkpoint_interval == 0 or step in kept
+            if is_log or is_save:
+                # The host looks only here (and before an SWA window is written): diverged
+                # weights are never logged as fine or saved; in-memory averages die with the run.
+                _stop_if_diverged(health, ctx, run_dir)
             if averages is not None and averages.due(step):
                 # Schedule-free: average the evaluation-mode (x) weights. Its switch back to y
                 # before the next update rounds differently from never switching, so sampling
@@ -365,12 +365,14 @@ def _train(
                 opt.eval()
                 window = averages.update(step, model.state_dict())
                 if window is not None:
+                    _stop_if_diverged(health, ctx, run_dir)
                     swa = ctx.full_weights(averages.swa) if ctx.distributed else averages.swa
                     if ctx.is_main:
                         save_window(run_dir, *window, swa, cfg.averaging.swa_keep_last)
 
-            is_eval = step % tc.eval_interval == 0 or step == total
-            if is_eval or step % tc.log_interval == 0:
+            if is_log:
+                # The global batch's loss; every rank logs the same value.
+                train_loss = ctx.mean(float(loss_sum))
                 now = time.perf_counter()
                 tok_s = (step - step_last) * tc.tokens_per_step / max(now - t_last, 1e-9)
                 record = {
@@ -380,8 +382,8 @@ def _train(
                     "flop_convention": convention,
                     "lr": opt.last_lr(),
                     **opt.group_lrs(),
-                    "train_loss": loss_sum,
-                    "grad_norm": grad_norm,
+                    "train_loss": train_loss,
+                    "grad_norm": float(norm),
                     "tokens_per_s": tok_s,
                     "elapsed_s": start.elapsed_s + now - t_start,
                 }
@@ -392,10 +394,10 @@ def _train(
                 metrics.write(record)
                 t_last, step_last = time.perf_counter(), step
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tok_s:,.0f}")
+                    bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}")
             if bar is not None:
                 bar.update(1)
-            if step % tc.checkpoint_interval == 0 or step in kept:
+            if is_save:
                 _save(run, step, start.elapsed_s + time.perf_counter() - t_start, sampler, kept)
     except BaseException:
         metrics.close()
@@ -404,6 +406,22 @@ def _train(
         if bar is not None:
             bar.close()
     return _finish(run, step, start.resumed_from_step)
+
+
+def _forward_backward(x_all, y_all, accum: int, loss_fn, run: _Run) -> torch.Tensor:
+    """Gradients of one global batch's loss, accumulated over `accum` micro-batches; its loss as
+    a float64 device tensor, each micro-batch's float32 loss added in order (no host read)."""
+    loss_sum: torch.Tensor | None = None
+    micro_batches = zip(x_all.chunk(accum), y_all.chunk(accum), strict=True)
+    for i, (x, y) in enumerate(micro_batches):
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        with run.ctx.grad_sync(last_micro_batch=i == accum - 1):
+            with autocast(run.device, run.precision):
+                loss = loss_fn(x, y) / accum
+            loss.backward()
+        part = loss.detach().to(torch.float64)
+        loss_sum = part if loss_sum is None else loss_sum + part
+    return loss_sum
 
 
 def _save(run: _Run, step: int, elapsed_s: float, sampler, kept: list[int]) -> None:
@@ -459,10 +477,17 @@ def _train_tokens(cfg: RunConfig, sampler) -> list[int]:
     return [len(s.tokens) for s in getattr(sampler, "samplers", [sampler])]
 
 
-def _diverged(what: str, value: float, step: int, run_dir: Path) -> str:
+def _stop_if_diverged(health: StepHealth, ctx: DistContext, run_dir: Path) -> None:
+    """Raise `TrainingDiverged` on every rank if any step so far had a non-finite loss or
+    gradient norm (naming the first), before anything is logged, averaged or saved after it."""
+    found = health.check(ctx)
+    if found is None:
+        return
     last = latest_checkpoint(run_dir)
     kept = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
-    return f"non-finite {what} ({value}) at step {step}; the run stopped ({kept})"
+    raise TrainingDiverged(
+        f"non-finite {found.what} ({found.value}) at step {found.step}; the run stopped ({kept})"
+    )
 
 
 def _finish(run: _Run, step: int, resumed_from: int | None) -> RunResult:
