@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +47,9 @@ from cooldown.data import DataConfig
 from cooldown.data.mixture import continue_sampler_state
 from cooldown.distributed import DistContext
 from cooldown.errors import CooldownError
-from cooldown.fileio import atomic_write_json, atomic_write_text
+from cooldown.fileio import atomic_write_text
 from cooldown.flops import training_flops_per_step
-from cooldown.run_dir import CONFIG_FILE
+from cooldown.run_dir import CONFIG_FILE, RunDir
 from cooldown.sharded_checkpoint import OPTIMIZER_VALUES, load_sharded_training_state
 
 
@@ -124,14 +123,9 @@ def _constant_extension(old: RunConfig, new: RunConfig, diff: list[str], run_dir
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest.json ({} when there is none yet)."""
-    path = Path(run_dir) / "manifest.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CooldownError(f"{path} is not valid JSON: {e}") from None
+    """The run's manifest.json as a dict ({} when there is none yet)."""
+    manifest = RunDir(run_dir).manifest()
+    return {} if manifest is None else manifest.as_dict()
 
 
 def _record_extension(run_dir: Path, extension: dict[str, int]) -> None:
@@ -140,7 +134,7 @@ def _record_extension(run_dir: Path, extension: dict[str, int]) -> None:
     if extension not in done:
         done.append(extension)
     manifest["status"] = "extended"
-    atomic_write_json(run_dir / "manifest.json", manifest)
+    RunDir(run_dir).write_manifest(manifest)
 
 
 def kept_steps(cfg: RunConfig, run_dir: Path, extension: dict[str, int] | None = None) -> list[int]:

@@ -50,13 +50,13 @@ from cooldown.device import autocast, configure_backends, peak_flops, resolve_pr
 from cooldown.distributed import DistContext, collective_failure, init_distributed
 from cooldown.errors import CooldownError, Interrupted
 from cooldown.evaluation import evaluate, evaluate_weights
-from cooldown.fileio import atomic_write_json
 from cooldown.flops import describe_convention, training_flops_per_step
 from cooldown.loggers import build_loggers
 from cooldown.metrics import MetricsLog
 from cooldown.model import Transformer
 from cooldown.model_sizes import non_embedding_param_count, param_count
 from cooldown.optim import SwitchableOptimizer, build_optimizer
+from cooldown.run_dir import RunDir
 from cooldown.run_lock import run_lock
 from cooldown.run_state import (
     check_run_dir,
@@ -206,7 +206,7 @@ def _interrupted(run_dir: Path, progress: _Progress, ctx: DistContext) -> Interr
         manifest = read_manifest(run_dir)
         if manifest.get("status") == "running":
             manifest.update(status="interrupted", interrupted_at_step=progress.step)
-            atomic_write_json(run_dir / "manifest.json", manifest)
+            RunDir(run_dir).write_manifest(manifest)
     where = "before training started" if progress.step is None else f"at step {progress.step}"
     return Interrupted(
         f"interrupted {where} ({run_dir}); rerun the same command to resume from step {resume_step}"
@@ -310,7 +310,7 @@ def _train(
         changes = read_manifest(run_dir).get("data_changes", [])
         if changes or data_change:
             manifest["data_changes"] = [*changes, *([data_change] if data_change else [])]
-        atomic_write_json(run_dir / "manifest.json", manifest)
+        RunDir(run_dir).write_manifest(manifest)
         return manifest
 
     manifest = ctx.on_main(write_manifest)
@@ -510,7 +510,7 @@ def _finish(run: _Run, step: int, resumed_from: int | None) -> RunResult:
         final_val_loss=final,
         final_val_ppl=math.exp(min(final, 50.0)) if final is not None else None,
     )
-    run.ctx.on_main(lambda: atomic_write_json(run.run_dir / "manifest.json", manifest))
+    run.ctx.on_main(lambda: RunDir(run.run_dir).write_manifest(manifest))
     convention = cfg.train.flop_convention
     return RunResult(
         run.run_dir, step, tokens, manifest["compute_flops"], convention, final, resumed_from

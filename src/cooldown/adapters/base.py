@@ -133,6 +133,16 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
         raise CooldownError(f"{path}: not valid JSON ({e})") from None
 
 
+def adapter_manifest(run_dir: str | Path) -> dict[str, Any] | None:
+    """The adapter manifest of `run_dir`, or None when it has none (or not one made by an
+    adapter: a damaged or foreign manifest.json counts as none)."""
+    try:
+        manifest = read_manifest(run_dir)
+    except CooldownError:
+        return None
+    return manifest if isinstance(manifest, dict) and "adapter" in manifest else None
+
+
 class TrainerAdapter(ABC):
     """One trainer. Subclasses give the command, the hand-over, the log parser and the facts."""
 

@@ -47,11 +47,11 @@ from typing import Any, Optional
 
 from cooldown.adapters.base import (
     CURVE_COLUMNS,
-    MANIFEST,
     STDOUT,
     Exactness,
     RunRequest,
     TrainerAdapter,
+    adapter_manifest,
 )
 from cooldown.errors import CooldownError
 from cooldown.fileio import fsync_dir
@@ -128,10 +128,8 @@ def parse_log(
 
 
 def _complete(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / MANIFEST).read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
+    manifest = adapter_manifest(run_dir)
+    return manifest is not None and manifest.get("status") == "complete"
 
 
 class CommandAdapter(TrainerAdapter):

@@ -25,13 +25,12 @@ nanochat's bits per byte) and its parameter and FLOP counts under the trainer's 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cooldown.adapters import RunRequest, TrainerAdapter, adapter_from_config, read_manifest
-from cooldown.adapters.base import CURVE, MANIFEST
+from cooldown.adapters.base import CURVE, adapter_manifest
 from cooldown.configio import read_toml
 from cooldown.errors import CooldownError
 from cooldown.study.plan import Plan, PlanNode, build_plan
@@ -114,11 +113,7 @@ def checkpoint_ready(spec: StudySpec, study_dir: Path) -> Callable[[str, int], b
 
 def is_adapter_run(run_dir: str | Path) -> bool:
     """Whether `run_dir` is a run made through an adapter (its manifest names one)."""
-    try:
-        manifest = json.loads((Path(run_dir) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "adapter" in manifest
+    return adapter_manifest(run_dir) is not None
 
 
 def adapter_result(run_dir: str | Path, expect_steps: int | None = None) -> dict[str, Any]:
