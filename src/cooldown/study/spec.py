@@ -306,20 +306,11 @@ class StudySpec(BaseModel):
         return int(value) if value is not None else None
 
 
-# Methods whose points need cooldown's own trainer (weight averages, or a law fitted on
-# cooldown's own curves); one line each, said when the study is loaded.
-ADAPTER_UNSUPPORTED = {
-    "swa": "weight averages are kept by cooldown's own trainer, not by a foreign one",
-    "cooldown-predicted": "its law is fitted on cooldown's own curves; fit an adapter study's "
-    "curve.csv files with `cooldown fit` instead",
-}
-
-
 def check_adapter_table(table: dict[str, Any], methods: list[str], sizes: list[str]) -> None:
     """ValueError (one line, naming the field) for an [adapter] table the study cannot use."""
     for method in methods:
-        if method in ADAPTER_UNSUPPORTED:
-            why = ADAPTER_UNSUPPORTED[method]
+        why = REGISTRY[method].adapter_unsupported if method in REGISTRY else None
+        if why is not None:
             raise ValueError(f"methods.{method}: not available with an [adapter]: {why}")
     if "kind" not in table:
         raise ValueError("adapter.kind: missing (nanochat or command)")

@@ -52,6 +52,8 @@ class StudyMethod:
     name: ClassVar[str]  # as in study.toml: [methods.NAME], and each of its nodes' `method`
     settings_model: ClassVar[type[BaseModel]]
     on_trunk: ClassVar[bool] = False  # its cost includes (a prefix of) the constant-LR trunk
+    # Why its points need cooldown's own trainer (None: a trainer adapter can make them too).
+    adapter_unsupported: ClassVar[str | None] = None
 
     def settings(self, spec: StudySpec) -> Any:
         """This method's `[methods.NAME]` settings (None when the study does not plan it)."""

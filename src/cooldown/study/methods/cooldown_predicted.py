@@ -76,6 +76,10 @@ class PredictedMethod(BaseModel):
 
 class CooldownPredicted(StudyMethod):
     name = NAME
+    adapter_unsupported = (
+        "its law is fitted on cooldown's own curves; fit an adapter study's curve.csv files with "
+        "`cooldown fit` instead"
+    )
     settings_model = PredictedMethod
     on_trunk = True
 

@@ -35,6 +35,7 @@ class SwaMethod(BaseModel):
 
 class Swa(StudyMethod):
     name = "swa"
+    adapter_unsupported = "weight averages are kept by cooldown's own trainer, not by a foreign one"
     settings_model = SwaMethod
     on_trunk = True
 
