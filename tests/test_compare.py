@@ -319,3 +319,34 @@ def test_document_losses_can_score_the_first_windows_of_every_document(runs):
     # A cache file of its own: neither result evicts the other.
     capped = runs / "a" / "eval" / f"doc-losses-raw-step{STEPS}-first{2 * seq_len}.npz"
     assert capped.is_file() and (runs / "a" / "eval" / f"doc-losses-raw-step{STEPS}.npz").is_file()
+
+
+def test_a_run_with_final_doc_eval_tokens_leaves_its_per_document_losses_cached(
+    tmp_path, tiny_overrides, monkeypatch
+):
+    """`train.final_doc_eval_tokens = N`: the run computes its own paired evaluation (raw weights
+    and every average) when it finishes; `document_losses` then only reads the cache."""
+    from cooldown.config import load_run_config
+    from cooldown.train import train
+
+    cfg = load_run_config(
+        None,
+        [
+            *tiny_overrides,
+            "schedule.total_steps=6",
+            "schedule.warmup_steps=1",
+            "train.checkpoint_interval=6",
+            "train.final_doc_eval_tokens=64",
+            "averaging.swa_window=3",
+        ],
+    )
+    train(cfg, tmp_path / "run")
+    for weights in ("raw", "swa"):
+        assert doc_losses_module.cache_path(tmp_path / "run", weights, 6, 64).is_file()
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again instead of reading the cache")
+
+    monkeypatch.setattr(doc_losses_module, "_evaluate_documents", no_evaluation)
+    losses = document_losses(tmp_path / "run", "swa", max_doc_tokens=64)
+    assert losses.tokens.sum() > 0 and np.isfinite(losses.mean)
