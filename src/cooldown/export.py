@@ -56,6 +56,7 @@ from cooldown.checkpoint import RAW_WEIGHTS, select_weights
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_json, default_file_mode, fsync_dir
 from cooldown.model_sizes import ModelConfig
+from cooldown.run_dir import RunDir
 
 EXPORT_FORMATS = ("hf",)
 HF_WEIGHTS_FILE = "model.safetensors"
@@ -326,14 +327,8 @@ def run_data(run_dir: Path, data_cfg) -> Any:
 
 
 def _manifest_fingerprint(run_dir: Path) -> str | None:
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CooldownError(f"{path} is not valid JSON: {exc}") from None
-    return manifest.get("data_fingerprint") if isinstance(manifest, dict) else None
+    manifest = RunDir(run_dir).manifest()
+    return None if manifest is None else manifest.get("data_fingerprint")
 
 
 def _folder_by_fingerprint(cache_dir: Path, fingerprint: str | None) -> Path | None:
