@@ -239,3 +239,19 @@ def test_nanochat_compile_false_disables_dynamo_for_its_process_only(tmp_path):
     # TORCHDYNAMO_DISABLE makes torch.compile return its argument; TORCH_COMPILE_DISABLE would
     # make nanochat's fullgraph=True optimizer steps raise.
     assert env["TORCHDYNAMO_DISABLE"] == "1" and "TORCH_COMPILE_DISABLE" not in env
+
+
+def test_cooldown_branch_with_an_adapter_makes_one_branch_per_shape(tmp_path, adapter_file, capsys):
+    trunk = tmp_path / "trunk"
+    main(["adapter", "run", str(adapter_file), "--out", str(trunk), "--steps", "20"])
+    args = ["branch", str(trunk), "--adapter", str(adapter_file), "--at", "10", "--length", "4"]
+    main([*args, "--shape", "linear", "--shape", "1-sqrt"])
+    for shape in ("linear", "1-sqrt"):
+        rows = _curve(trunk / "branches" / f"s10-{shape}-k4")
+        want = parse_schedule_spec(f"branch:branch_step=10,cooldown_steps=4,shape={shape}")
+        assert np.allclose([float(r["lr"]) for r in rows], want.multipliers(11, 15), rtol=1e-12)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--fraction", "0.2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "--adapter" in err[0]

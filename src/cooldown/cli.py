@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cooldown.adapters.cli import adapter_app
+from cooldown.adapters.cli import adapter_app, branch_through_adapter
 from cooldown.errors import CooldownError, Interrupted
 
 app = typer.Typer(
@@ -211,6 +211,13 @@ class _ListOptionsCommand(typer.core.TyperCommand):
         return super().parse_args(ctx, out)
 
 
+def _branch_through_adapter(adapter, run_dir, at, length, shape, final_lr_frac, out_root) -> None:
+    if not at or length is None:
+        raise CooldownError("--adapter: give the branch steps (--at) and the cooldown (--length)")
+    shapes = shape or ["linear"]
+    branch_through_adapter(adapter, run_dir, at, length, shapes, final_lr_frac, out_root)
+
+
 @app.command("branch", cls=_ListOptionsCommand)
 def branch_cmd(
     run_dir: Annotated[Path, typer.Argument(help="The stable (parent) run folder.")],
@@ -245,6 +252,14 @@ def branch_cmd(
         Optional[Path],
         typer.Option("--out-root", help="Folder of the children (default RUN_DIR/branches)."),
     ] = None,
+    adapter: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--adapter",
+            help="A trainer adapter's TOML file: RUN_DIR is a trunk of that trainer "
+            "(`cooldown adapter run`); needs --at and --length.",
+        ),
+    ] = None,
     optim_cooldown: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -255,6 +270,14 @@ def branch_cmd(
     ] = None,
 ) -> None:
     """Train cooldowns branched from a stable run's checkpoints; rerunning finishes them."""
+    if adapter is not None:
+        if at_tokens or fraction is not None or optim_cooldown or force:
+            raise CooldownError(
+                "--adapter: --at-tokens, --fraction, --optim-cooldown and --force are for "
+                "cooldown's own runs; give --at and --length"
+            )
+        _branch_through_adapter(adapter, run_dir, at, length, shape, final_lr_frac, out_root)
+        return
     from cooldown.branch import branch
     from cooldown.configio import apply_overrides
 

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cooldown.adapters import RunRequest, load_adapter
+from cooldown.adapters.base import adapter_manifest
 from cooldown.errors import CooldownError
 
 adapter_app = typer.Typer(
@@ -76,13 +77,30 @@ def branch_cmd(
 ) -> None:
     """Cooldown branches of a trunk: from its checkpoint at each --at step, K updates of cooldown.
     Each branch's manifest.json states what it reproduces exactly and what not."""
+    branch_through_adapter(adapter_file, trunk, at, length, [shape], final_lr_frac, out)
+
+
+def branch_through_adapter(
+    adapter_file: Path,
+    trunk: Path,
+    at: list[int],
+    length: int,
+    shapes: list[str],
+    final_lr_frac: float = 0.0,
+    out: Path | None = None,
+) -> None:
+    """`cooldown adapter branch` and `cooldown branch --adapter`: one branch per step and shape,
+    in OUT (default TRUNK/branches)/s<step>-<shape>-k<length>."""
     adapter = load_adapter(adapter_file)
-    if not (trunk / "manifest.json").is_file():
+    if adapter_manifest(trunk) is None:
         raise CooldownError(
             f"{trunk}: not a run made through an adapter (manifest.json is missing)"
         )
     root = out if out is not None else trunk / "branches"
     for step in at:
-        run_dir = root / f"s{step}-{shape}-k{length}"
-        request = RunRequest.branch(trunk, step, length, shape=shape, final_lr_frac=final_lr_frac)
-        print(_summary(run_dir, adapter.run(run_dir, request)))
+        for shape in shapes:
+            run_dir = root / f"s{step}-{shape}-k{length}"
+            request = RunRequest.branch(
+                trunk, step, length, shape=shape, final_lr_frac=final_lr_frac
+            )
+            print(_summary(run_dir, adapter.run(run_dir, request)))
