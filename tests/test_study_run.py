@@ -224,3 +224,13 @@ def test_sigkill_mid_study_then_rerun_gives_the_same_results(tmp_path, study_tom
     # Run again: nothing left to do, nothing redone.
     again = run_study(path, workers=2, threads=1, log=lambda s: None)
     assert again.done_now == [] and again.counts["done"] == 5
+
+
+def test_the_pool_backend_trains_the_study_to_the_same_losses(reference, study_toml, tmp_path):
+    """`--backend local-pool`: long-lived workers, every node done, the reference's losses."""
+    path = _write(tmp_path / "pool", study_toml)
+    report = run_study(path, workers=2, backend="local-pool", threads=1, log=lambda s: None)
+    assert report.failed == {} and len(report.done_now) == 10
+    assert _losses(path.parent) == _losses(reference.parent)
+    with StudyState(path.parent, create=False) as state:
+        assert {c["process"] for c in state.claims()} == {"pool"}

@@ -367,7 +367,9 @@ def study_run_cmd(
     backend: Annotated[
         str,
         typer.Option(
-            "--backend", help="local (processes), slurm (submitit) or submitit-local (testing)"
+            "--backend",
+            help="local (a process per node), local-pool (long-lived worker processes), slurm "
+            "(submitit) or submitit-local (testing)",
         ),
     ] = "local",
     threads: Annotated[

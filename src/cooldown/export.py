@@ -56,7 +56,7 @@ from cooldown.checkpoint import RAW_WEIGHTS, select_weights
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_bytes, atomic_write_json, default_file_mode, fsync_dir
 from cooldown.model_sizes import ModelConfig
-from cooldown.run_dir import RunDir
+from cooldown.run_dir import CONFIG_FILE, RunDir
 
 EXPORT_FORMATS = ("hf",)
 HF_WEIGHTS_FILE = "model.safetensors"
@@ -262,7 +262,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     from cooldown.checkpoint import latest_checkpoint, skipped_checkpoints
 
     path = Path(path)
-    if (path / "config.toml").is_file():
+    if (path / CONFIG_FILE).is_file():
         latest = latest_checkpoint(path)
         if latest is None:
             skipped = skipped_checkpoints(path)
@@ -276,7 +276,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     if not path.is_dir():
         raise CooldownError(f"checkpoint {path} does not exist")
     run_dir = path.parent.parent
-    if path.parent.name != "checkpoints" or not (run_dir / "config.toml").is_file():
+    if path.parent.name != "checkpoints" or not (run_dir / CONFIG_FILE).is_file():
         raise CooldownError(
             f"checkpoint {path} is not inside a run folder: expected RUN/checkpoints/step_NNNNNNN "
             "with RUN/config.toml (the model config and the data, hence the tokenizer, come from it)"
@@ -353,7 +353,7 @@ def load_export_source(checkpoint: str | os.PathLike, weights: str = RAW_WEIGHTS
     from cooldown.config import load_run_config
 
     ckpt_path, run_dir = resolve_checkpoint(checkpoint)
-    cfg = load_run_config(run_dir / "config.toml")
+    cfg = load_run_config(run_dir / CONFIG_FILE)
     data = run_data(run_dir, cfg.data)
     model_cfg = cfg.model.with_vocab(cfg.model.vocab_size or data.vocab_size)
     ckpt = load_checkpoint(ckpt_path)

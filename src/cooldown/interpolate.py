@@ -25,6 +25,7 @@ import numpy as np
 
 from cooldown.checkpoint import RAW_WEIGHTS, select_weights
 from cooldown.errors import CooldownError
+from cooldown.run_dir import CONFIG_FILE
 
 __all__ = ["InterpolationResult", "interpolate"]
 
@@ -40,7 +41,7 @@ class InterpolationResult:
 
 def _run_dir_of(ckpt: Path, what: str) -> Path:
     run_dir = ckpt.parent.parent
-    if ckpt.parent.name != "checkpoints" or not (run_dir / "config.toml").is_file():
+    if ckpt.parent.name != "checkpoints" or not (run_dir / CONFIG_FILE).is_file():
         raise CooldownError(
             f"{what}: {ckpt} is not a checkpoint folder of a run (RUN/checkpoints/step_NNNNNNN with "
             "RUN/config.toml)"
@@ -99,10 +100,10 @@ def interpolate(
         raise CooldownError(f"--max-batches must be at least 1 (got {max_batches})")
     path_a, path_b = Path(ckpt_a), Path(ckpt_b)
     run_a, run_b = _run_dir_of(path_a, "CKPT_A"), _run_dir_of(path_b, "CKPT_B")
-    cfg = load_run_config(run_a / "config.toml")
+    cfg = load_run_config(run_a / CONFIG_FILE)
     a, b = load_checkpoint(path_a), load_checkpoint(path_b)
     wa, wb = select_weights(a, weights), select_weights(b, weights)
-    _check_same_model(wa, wb, path_a, path_b, cfg, load_run_config(run_b / "config.toml"))
+    _check_same_model(wa, wb, path_a, path_b, cfg, load_run_config(run_b / CONFIG_FILE))
 
     tc = cfg.train
     data = ensure_prepared(cfg.data, progress=False)

@@ -9,6 +9,9 @@ loop that uses them is `cooldown.study.engine`.
   on Linux, a parent watch elsewhere). A node whose config sets `train.nproc_per_node = N` gets
   `torchrun --standalone --nproc_per_node=N -m cooldown train` instead; the runner holds the
   node's lock for it.
+- `local-pool`: `workers` long-lived processes that each train one node at a time (no Python and
+  torch start-up per node: what `cooldown reproduce` uses); a node with several processes still
+  gets its own torchrun.
 - `slurm`: one submitit job per node (`submitit.AutoExecutor(cluster="slurm")`), parameters from
   the study's `[slurm]` table (e.g. `timeout_min`, `slurm_partition`, `gpus_per_node`). A node
   whose config sets `train.nproc_per_node = N` runs `torchrun --nproc_per_node=N` inside its job
@@ -40,7 +43,7 @@ from cooldown.study.node import EXIT_BUSY, NodeBusy, result_line, train_node
 from cooldown.study.run_dirs import node_run, run_dir_name
 from cooldown.study.state import lock_path, try_lock
 
-BACKENDS: tuple[str, ...] = ("local", "slurm", "submitit-local")
+BACKENDS: tuple[str, ...] = ("local", "local-pool", "slurm", "submitit-local")
 HEARTBEAT_S = 2.0
 
 
@@ -380,7 +383,9 @@ class PoolBackend:
             initargs=(threads, os.getpid()),
         )
 
-    def start(self, node_id: str) -> _PoolHandle:
+    def start(self, node_id: str) -> _PoolHandle | _LocalHandle | _BusyHandle:
+        if _nproc_per_node(self.study_dir, node_id) > 1:  # its own torchrun, as `local` does
+            return LocalBackend(self.study_dir, self.threads).start(node_id)
         args = (str(self.study_dir), node_id, self.threads, os.getpid())
         return _PoolHandle(self.pool.submit(_train_node_logged, *args), self)
 

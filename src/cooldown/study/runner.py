@@ -17,7 +17,7 @@ from cooldown.configio import to_toml
 from cooldown.errors import CooldownError
 from cooldown.fileio import atomic_write_text
 from cooldown.study.adapter_nodes import checkpoint_ready
-from cooldown.study.backends import BACKENDS, LocalBackend, SubmititBackend
+from cooldown.study.backends import BACKENDS, LocalBackend, PoolBackend, SubmititBackend
 from cooldown.study.engine import RunReport, execute
 from cooldown.study.node_config import node_run_config
 from cooldown.study.plan import Plan, build_plan
@@ -86,6 +86,8 @@ def run_study(
         threads = max(1, (os.cpu_count() or 1) // workers)
     if backend == "local":
         runner_backend: Any = LocalBackend(study_dir, threads)
+    elif backend == "local-pool":
+        runner_backend = PoolBackend(study_dir, workers, threads)
     else:
         runner_backend = SubmititBackend(study_dir, spec.slurm, threads, local=backend != "slurm")
     nodes = [
