@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _sigkill import straight_and_killed
 from cooldown.branch import branch
-from cooldown.checkpoint import list_checkpoints
 from cooldown.cli import main
 from cooldown.config import load_run_config
 from cooldown.metrics import read_metrics
@@ -70,26 +68,8 @@ def test_muon_run_killed_at_any_moment_resumes_bitwise(tiny_overrides, tmp_path)
         "train.checkpoint_interval=4",
         "train.final_full_eval=false",
     ]
-    cmd = [sys.executable, "-m", "cooldown", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [*cmd, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True
-    )
-    victim = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [*cmd, "--out", str(victim)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list_checkpoints(victim):
-        time.sleep(0.02)
-    time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done = list_checkpoints(victim)
-    assert done and done[-1] < 24, "the victim finished before it was killed; nothing tested"
-    subprocess.run([*cmd, "--out", str(victim)], check=True, env=env, capture_output=True)
-    assert _losses(victim) == _losses(tmp_path / "straight")
+    straight, victim = straight_and_killed(args, tmp_path, 24, pause_s=0.1)
+    assert _losses(victim) == _losses(straight)
 
 
 @pytest.fixture(scope="module")

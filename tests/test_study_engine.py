@@ -52,7 +52,7 @@ def _nodes(tiny_overrides: list[str], trunk_steps: int, branch_at: int | None) -
         child = make_branch_config(trunk, "runs/trunk", branch_at, cooldown_steps=4)
         data = child.model_dump(mode="json", exclude_none=True)
         data["parent"]["run_dir"] = "runs/trunk"
-        configs["branch"] = type(child).model_validate(data)
+        configs["br/cool"] = type(child).model_validate(data)
         nodes.append(
             {
                 "id": "br/cool",
@@ -66,58 +66,42 @@ def _nodes(tiny_overrides: list[str], trunk_steps: int, branch_at: int | None) -
                 "definition": {"at": branch_at},
             }
         )
-        configs["br/cool"] = configs.pop("branch")
     return {"nodes": nodes, "configs": configs}
 
 
-def _prepare(folder: Path, configs: dict):
+def _execute(folder: Path, g: dict, workers: int, **kwargs):
+    """The graph `g` trained by the engine on `workers` pool workers (configs written as needed)."""
+
     def prepare(node_id: str) -> None:
         run = node_run(folder, node_id)
         if not run.exists():
-            atomic_write_text(run.config_path, to_toml(configs[node_id]))
+            atomic_write_text(run.config_path, to_toml(g["configs"][node_id]))
 
-    return prepare
+    backend = PoolBackend(folder, workers, 1)
+    return execute(folder, g["nodes"], prepare, backend, workers=workers, **kwargs)
 
 
 def test_pool_backend_trains_a_trunk_and_its_branch_once(tmp_path, tiny_overrides):
     g = _nodes(tiny_overrides, trunk_steps=10, branch_at=6)
     lines: list[str] = []
-    report = execute(
-        tmp_path,
-        g["nodes"],
-        _prepare(tmp_path, g["configs"]),
-        PoolBackend(tmp_path, 2, 1),
-        workers=2,
-        log=lines.append,
-    )
+    report = _execute(tmp_path, g, 2, log=lines.append)
     assert sorted(report.done_now) == ["br/cool", "trunk"] and not report.failed
     assert node_run(tmp_path, "br/cool").is_complete(10)
     assert "pool worker pid" in (tmp_path / "logs" / "br" / "cool.log").read_text()
     with StudyState(tmp_path, create=False) as state:
         assert {n["id"]: n["state"] for n in state.nodes()} == {"trunk": "done", "br/cool": "done"}
-    again = execute(
-        tmp_path,
-        g["nodes"],
-        _prepare(tmp_path, g["configs"]),
-        PoolBackend(tmp_path, 2, 1),
-        workers=2,
-        log=lines.append,
-    )
+    again = _execute(tmp_path, g, 2, log=lines.append)
     assert again.done_now == [] and again.counts["done"] == 2
 
 
 RUNNER = textwrap.dedent(
     """
-    import sys, pickle
+    import sys
     from pathlib import Path
-    from cooldown.study.backends import PoolBackend
-    from cooldown.study.engine import execute
     sys.path.insert(0, {tests!r})
-    from test_study_engine import _nodes, _prepare
-    folder = Path({folder!r})
+    from test_study_engine import _execute, _nodes
     g = _nodes({overrides!r}, trunk_steps=400, branch_at=None)
-    execute(folder, g["nodes"], _prepare(folder, g["configs"]), PoolBackend(folder, 1, 1),
-            workers=1, log=lambda line: print(line, flush=True))
+    _execute(Path({folder!r}), g, 1, log=lambda line: print(line, flush=True))
     """
 )
 
@@ -138,6 +122,7 @@ def test_a_killed_runner_leaves_no_worker_and_the_rerun_resumes(tmp_path, tiny_o
         time.sleep(0.2)
     assert ckpts.is_dir(), "the trunk never wrote a checkpoint"
     workers = _workers_of(proc.pid)
+    assert workers, "the runner has no worker process to check"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 20
@@ -146,15 +131,7 @@ def test_a_killed_runner_leaves_no_worker_and_the_rerun_resumes(tmp_path, tiny_o
     assert not any(_alive(w) for w in workers), "a pool worker outlived its runner"
     g = _nodes(tiny_overrides, trunk_steps=400, branch_at=None)
     # The killed runner's claim is abandoned once its heartbeat is stale.
-    report = execute(
-        tmp_path,
-        g["nodes"],
-        _prepare(tmp_path, g["configs"]),
-        PoolBackend(tmp_path, 1, 1),
-        workers=1,
-        stale_after_s=0.5,
-        log=lambda line: None,
-    )
+    report = _execute(tmp_path, g, 1, stale_after_s=0.5, log=lambda line: None)
     assert report.done_now == ["trunk"]
     assert "(resumed from step " in (tmp_path / "logs" / "trunk.log").read_text()
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from _sigkill import straight_and_killed
 from cooldown.checkpoint import list_checkpoints, load_checkpoint
 from cooldown.config import load_run_config
 from cooldown.data import BatchSampler, ensure_prepared, unigram_entropy
@@ -237,25 +233,5 @@ def test_sigkill_at_any_moment_then_rerun_gives_identical_losses(tiny_overrides,
         "train.eval_interval=20",
         "model.preset=tiny-0.05M",
     ]
-    cmd = [sys.executable, "-m", "cooldown", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [*cmd, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True
-    )
-
-    victim = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [*cmd, "--out", str(victim)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list_checkpoints(victim):
-        time.sleep(0.02)
-    time.sleep(0.15)  # somewhere after the first checkpoint, wherever that lands
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done = list_checkpoints(victim)
-    assert done and done[-1] < 60, "the victim finished before it was killed; nothing tested"
-
-    subprocess.run([*cmd, "--out", str(victim)], check=True, env=env, capture_output=True)
-    assert _losses(victim) == _losses(tmp_path / "straight")
+    straight, victim = straight_and_killed(args, tmp_path, 60, pause_s=0.15)
+    assert _losses(victim) == _losses(straight)
