@@ -138,6 +138,7 @@ def run_tasks(tasks: list[Task], out: Path, p: Preset, log: Callable[[str], None
     time); a run that fails stops the reproduction with its error once the others have ended."""
     by_key = {t.key: t for t in tasks}
     parents = {t.parent for t in tasks if t.parent}
+    out = out.resolve()  # the runs' processes start in it
     log(f"  training {len(tasks)} run(s) with {p.workers} worker(s)")
 
     def prepare(key: str) -> None:
@@ -148,7 +149,6 @@ def run_tasks(tasks: list[Task], out: Path, p: Preset, log: Callable[[str], None
             )
 
     threads = max(1, (os.cpu_count() or 1) // p.workers)
-    out = out.resolve()  # the runs' processes start in it
     report = execute(
         out,
         [_node(t, parents) for t in tasks],

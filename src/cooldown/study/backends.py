@@ -391,6 +391,7 @@ class PoolBackend:
 
     def terminate(self) -> None:
         """Kill the workers (checkpoints are written atomically: their nodes resume)."""
+        # ProcessPoolExecutor has no public kill: shutdown() would wait for the running nodes.
         for proc in list(getattr(self.pool, "_processes", {}).values()):
             with contextlib.suppress(OSError):
                 proc.kill()
